@@ -1,0 +1,177 @@
+"""``feedback-service``: run the service and administer it from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import uvicorn
+
+from app.config import Settings, load_settings
+from app.db import Database
+from app.logs import configure_logging
+from app.models.enums import Scope
+from app.services import api_keys
+
+T = TypeVar("T")
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    async def run() -> T:
+        database = await Database.open(settings)
+        try:
+            await database.migrate()
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from app.main import create_app
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,  # our JSON logging, configured already
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+    )
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
+    async def done(database: Database) -> None:
+        return None
+
+    _with_database(settings, done)
+    print("database is at the newest schema")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    async def create(database: Database) -> api_keys.CreatedKey:
+        async with database.sessionmaker() as session, session.begin():
+            return await api_keys.create_key(
+                session,
+                name=args.name,
+                scopes=[Scope(s) for s in args.scope],
+                location_ids=args.location or None,
+                creator=None,
+            )
+
+    created = _with_database(settings, create)
+    print(f"id:        {created.row.id}")
+    print(f"scopes:    {', '.join(created.row.scopes)}")
+    print(f"locations: {', '.join(created.row.location_ids or ['(all)'])}")
+    print(f"key:       {created.key}")
+    print("The key is shown only now; only its hash is stored.")
+    return 0
+
+
+def cmd_keys_list(_: argparse.Namespace, settings: Settings) -> int:
+    async def rows(database: Database) -> list[tuple[str, ...]]:
+        async with database.sessionmaker() as session:
+            result: list[tuple[str, ...]] = []
+            after: int | None = None
+            while True:
+                page = await api_keys.list_keys(session, after_id=after, limit=500)
+                result += [
+                    (
+                        str(r.id),
+                        r.key_prefix + "…",
+                        r.name,
+                        ",".join(r.scopes),
+                        ",".join(r.location_ids) if r.location_ids is not None else "(all)",
+                        "revoked" if r.revoked_at else "active",
+                    )
+                    for r in page
+                ]
+                if len(page) < 500:
+                    return result
+                after = page[-1].id
+
+    header = ("id", "key", "name", "scopes", "locations", "state")
+    table = [header, *_with_database(settings, rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    async def revoke(database: Database) -> None:
+        async with database.sessionmaker() as session, session.begin():
+            await api_keys.revoke_key(session, args.id, by=None)
+
+    _with_database(settings, revoke)
+    print(f"key {args.id} revoked")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="feedback-service",
+        description="Feedback loop service. Configuration: FEEDBACK_* environment variables "
+        "or a .env file (see README).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (migrates first)")
+    serve.add_argument("--host", help="bind address (default FEEDBACK_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default FEEDBACK_PORT, 8000)")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema and exit")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("--name", required=True)
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=[s.value for s in Scope],
+        help="repeatable",
+    )
+    create.add_argument("--location", action="append", help="restrict to location (repeatable)")
+    create.set_defaults(handler=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (never the keys themselves)")
+    listing.set_defaults(handler=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(handler=cmd_keys_revoke)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from app.errors import AppError
+
+        if isinstance(exc, AppError):
+            print(f"error: {exc.detail}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Request-scoped dependencies as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.db import Database
+from app.models.enums import Scope
+from app.services import api_keys
+from app.services.access import Principal
+from app.workers.ingest_writer import GroupCommitWriter
+
+
+@dataclass
+class AppState:
+    """Everything a request may need from the running process."""
+
+    settings: Settings
+    database: Database
+    ingest_writer: GroupCommitWriter
+
+    @property
+    def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        return self.database.sessionmaker
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.services
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    """One transaction per request, committed when the endpoint returns without error
+    and before the response is sent (scope="function")."""
+    async with state.sessionmaker() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key: `Authorization: Bearer fbk_...`. Create keys with "
+    "`POST /v1/api-keys` (admin) or `feedback-service keys create`.",
+)
+
+
+async def get_principal(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    # A short session of its own: the key lookup must not hold a pooled connection
+    # while the request waits on something else (the group commit, for one).
+    async with state.sessionmaker() as session:
+        return await api_keys.authenticate(
+            session, credentials.credentials if credentials else None
+        )
+
+
+def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require_scope(scope)
+        return principal
+
+    return check
+
+
+FeedbackWriter = Annotated[Principal, Depends(require(Scope.FEEDBACK_WRITE))]
+FeedbackReader = Annotated[Principal, Depends(require(Scope.FEEDBACK_READ))]
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

@@ -1,0 +1,154 @@
+"""FastAPI application factory and process lifespan."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from pydantic.json_schema import models_json_schema
+
+from app.config import Settings
+from app.db import Database
+from app.dependencies import AppState
+from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
+from app.routers import api_keys, feedback, operations
+from app.routers.docs import problem
+from app.schemas.feedback import BatchRequest, FeedbackEventIn
+from app.schemas.problems import Problem
+from app.services.api_keys import ensure_bootstrap_keys
+from app.telemetry import RequestTelemetryMiddleware
+from app.workers.ingest_writer import GroupCommitWriter
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Takes customer feedback events from every channel (web, app, email, SMS, voice/IVR,
+chat, social, reviews, in-store POS), validates and de-duplicates them, and stores
+them durably in PostgreSQL.
+
+**Authentication.** Every `/v1` endpoint needs `Authorization: Bearer <api key>`.
+Keys carry scopes (`feedback:write`, `feedback:read`, `tickets:read`, `tickets:write`,
+`metrics:read`, `admin`, which implies all) and may be restricted to a list of
+`location_ids`: such a key never sees, counts or changes anything elsewhere (reads are
+filtered; writes and explicit requests for other locations are refused with 403).
+Missing, unknown or revoked key: 401 with `WWW-Authenticate: Bearer`.
+
+**Errors** are RFC 9457 problem details (`application/problem+json`):
+`{type, title, status, detail, errors?}`; validation errors (422) list every bad field
+as `{loc, msg, type}`. Bodies over the limit: 413.
+
+**Lists** take `limit` (1-500, default 50) and an opaque `cursor`, and return
+`{items, next_cursor}` in a stable order.
+
+Timestamps are RFC 3339 with an offset (naive ones are rejected); ids are strings.
+"""
+
+TAGS = [
+    {"name": "feedback", "description": "Ingest and read feedback events."},
+    {"name": "api keys", "description": "Manage API keys (admin)."},
+    {"name": "operations", "description": "Probes and metrics for operators."},
+]
+
+
+def _first_admin_key_banner(key: str) -> str:
+    return (
+        "\n"
+        "  No API key existed, so an admin key was created. It is shown only now:\n\n"
+        f"      {key}\n\n"
+        "  Use it as 'Authorization: Bearer <key>'. Create narrower keys with\n"
+        "  POST /v1/api-keys or 'feedback-service keys create'.\n"
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database = await Database.open(settings)
+        writer = GroupCommitWriter(
+            database.sessionmaker,
+            max_group=settings.ingest_group_max_events,
+            writers=settings.ingest_group_writers,
+            queue_size=settings.ingest_queue_size,
+        )
+        try:
+            await database.migrate()
+            async with database.sessionmaker() as session, session.begin():
+                bootstrap = settings.bootstrap_admin_key
+                new_key = await ensure_bootstrap_keys(
+                    session, bootstrap.get_secret_value() if bootstrap else None
+                )
+            if new_key is not None:
+                # Printed, never logged: logs are shipped and kept, secrets must not be.
+                print(_first_admin_key_banner(new_key), file=sys.stdout, flush=True)
+            await writer.start()
+            app.state.services = AppState(
+                settings=settings, database=database, ingest_writer=writer
+            )
+            logger.info(
+                "service ready", extra={"fields": {"embedded_db": database.embedded is not None}}
+            )
+            yield
+        finally:
+            await writer.stop()
+            await database.close()
+            logger.info("service stopped")
+
+    app = FastAPI(
+        title="Feedback loop service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        RequestTelemetryMiddleware,
+        max_body_bytes=settings.max_request_bytes,
+        large_body_paths={"/v1/feedback/batch": settings.max_batch_request_bytes},
+    )
+    for router in (feedback.router, api_keys.router, operations.router):
+        app.include_router(router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, plus: models of endpoints that read their body themselves,
+    problem details for every error response, and no FastAPI-default 422 shapes."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        description=app.description,
+        routes=app.routes,
+        tags=app.openapi_tags,
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    _, extra = models_json_schema(
+        [(FeedbackEventIn, "validation"), (BatchRequest, "validation"), (Problem, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components.update(extra.get("$defs", {}))
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation or operation.get("parameters"):
+                responses["422"] = problem("Validation failed: `errors` lists every bad field.")
+            if operation.get("security"):
+                responses.setdefault("401", problem("Missing, unknown or revoked API key."))
+                responses.setdefault("403", problem("The API key lacks the scope or location."))
+            responses.setdefault("default", problem("Any other error, as problem details."))
+            for response in responses.values():
+                content = response.get("content", {})
+                if "application/json" in content and PROBLEM_MEDIA_TYPE in content:
+                    content.pop("application/json")
+    app.openapi_schema = schema
+    return schema

@@ -1,0 +1,8 @@
+"""ORM tables, one module per aggregate. Importing this package registers them all."""
+
+from app.models.api_key import ApiKeyRow
+from app.models.base import Base
+from app.models.customer import CustomerRow
+from app.models.feedback import FeedbackRow
+
+__all__ = ["ApiKeyRow", "Base", "CustomerRow", "FeedbackRow"]

@@ -1,0 +1,1 @@
+"""All SQL lives here; services call these functions and never build queries."""

@@ -1,0 +1,219 @@
+"""Feedback storage: set-based inserts and keyset-paginated reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, false, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.enums import Channel, SentimentLabel
+from app.models.feedback import FeedbackRow
+
+
+@dataclass(slots=True)
+class NewFeedback:
+    """One row for ``insert_new``; tags and metadata arrive JSON-encoded."""
+
+    event_id: str
+    content_hash: bytes
+    occurred_at: datetime
+    ingested_via: str
+    channel: str
+    source: str | None
+    customer_id: str | None
+    customer_email: str | None
+    customer_phone: str | None
+    customer_name: str | None
+    customer_locale: str | None
+    location_id: str | None
+    touchpoint: str | None
+    journey_stage: str | None
+    nps: int | None
+    csat: int | None
+    csat_scale: int | None
+    ces: int | None
+    ces_scale: int | None
+    rating: int | None
+    rating_scale: int | None
+    text: str | None
+    language: str | None
+    sentiment_label: str | None
+    sentiment_score: float | None
+    tags_json: str
+    metadata_json: str | None
+
+
+_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
+    ("event_id", "varchar[]"),
+    ("content_hash", "bytea[]"),
+    ("occurred_at", "timestamptz[]"),
+    ("ingested_via", "varchar[]"),
+    ("channel", "varchar[]"),
+    ("source", "varchar[]"),
+    ("customer_id", "varchar[]"),
+    ("customer_email", "varchar[]"),
+    ("customer_phone", "varchar[]"),
+    ("customer_name", "varchar[]"),
+    ("customer_locale", "varchar[]"),
+    ("location_id", "varchar[]"),
+    ("touchpoint", "varchar[]"),
+    ("journey_stage", "varchar[]"),
+    ("nps", "smallint[]"),
+    ("csat", "smallint[]"),
+    ("csat_scale", "smallint[]"),
+    ("ces", "smallint[]"),
+    ("ces_scale", "smallint[]"),
+    ("rating", "smallint[]"),
+    ("rating_scale", "smallint[]"),
+    ("text", "text[]"),
+    ("language", "varchar[]"),
+    ("sentiment_label", "varchar[]"),
+    ("sentiment_score", "float8[]"),
+    ("tags_json", "text[]"),
+    ("metadata_json", "text[]"),
+)
+_STORED_COLUMNS = [name for name, _ in _COLUMN_TYPES if not name.endswith("_json")]
+
+# One statement for any number of rows: each column travels as one array parameter,
+# so 1,000 events cost one round trip and no per-row SQL.
+_INSERT_SQL = text(
+    f"""
+    INSERT INTO feedback ({", ".join(_STORED_COLUMNS)}, tags, metadata)
+    SELECT {", ".join("u." + name for name in _STORED_COLUMNS)},
+           ARRAY(SELECT jsonb_array_elements_text(u.tags_json::jsonb))::varchar[],
+           u.metadata_json::jsonb
+    FROM unnest({", ".join(f"CAST(:{name} AS {sql_type})" for name, sql_type in _COLUMN_TYPES)})
+         AS u({", ".join(name for name, _ in _COLUMN_TYPES)})
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING id, event_id
+    """
+)
+
+
+async def insert_new(session: AsyncSession, rows: Sequence[NewFeedback]) -> dict[str, int]:
+    """Insert rows whose event_id is not stored yet; return ``{event_id: id}`` of those.
+
+    Rows must be sorted by event_id: concurrent transactions then take the unique-index
+    locks in the same order and cannot deadlock.
+    """
+    if not rows:
+        return {}
+    params: dict[str, list[Any]] = {name: [] for name, _ in _COLUMN_TYPES}
+    for row in rows:
+        for name, _ in _COLUMN_TYPES:
+            params[name].append(getattr(row, name))
+    result = await session.execute(_INSERT_SQL, params)
+    return {event_id: row_id for row_id, event_id in result.all()}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIdentity:
+    id: int
+    content_hash: bytes
+    ticket_id: int | None
+
+
+async def find_by_event_ids(
+    session: AsyncSession, event_ids: Sequence[str]
+) -> dict[str, StoredIdentity]:
+    if not event_ids:
+        return {}
+    result = await session.execute(
+        select(
+            FeedbackRow.event_id, FeedbackRow.id, FeedbackRow.content_hash, FeedbackRow.ticket_id
+        ).where(FeedbackRow.event_id.in_(list(event_ids)))
+    )
+    return {
+        event_id: StoredIdentity(row_id, content_hash, ticket_id)
+        for event_id, row_id, content_hash, ticket_id in result.all()
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackFilter:
+    channels: Sequence[Channel] = ()
+    location_ids: Sequence[str] = ()
+    allowed_location_ids: Sequence[str] | None = None  # the API key's restriction
+    customer_id: str | None = None
+    source: str | None = None
+    occurred_from: datetime | None = None
+    occurred_to: datetime | None = None
+    nps_min: int | None = None
+    nps_max: int | None = None
+    sentiment: SentimentLabel | None = None
+    has_ticket: bool | None = None
+    text_contains: str | None = None
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _filtered(query: Select[tuple[FeedbackRow]], f: FeedbackFilter) -> Select[tuple[FeedbackRow]]:
+    conditions = []
+    if f.allowed_location_ids is not None:
+        allowed = list(f.allowed_location_ids)
+        conditions.append(FeedbackRow.location_id.in_(allowed) if allowed else false())
+    if f.channels:
+        conditions.append(FeedbackRow.channel.in_(list(f.channels)))
+    if f.location_ids:
+        conditions.append(FeedbackRow.location_id.in_(list(f.location_ids)))
+    if f.customer_id is not None:
+        conditions.append(FeedbackRow.customer_id == f.customer_id)
+    if f.source is not None:
+        conditions.append(FeedbackRow.source == f.source)
+    if f.occurred_from is not None:
+        conditions.append(FeedbackRow.occurred_at >= f.occurred_from)
+    if f.occurred_to is not None:
+        conditions.append(FeedbackRow.occurred_at < f.occurred_to)
+    if f.nps_min is not None:
+        conditions.append(FeedbackRow.nps >= f.nps_min)
+    if f.nps_max is not None:
+        conditions.append(FeedbackRow.nps <= f.nps_max)
+    if f.sentiment is not None:
+        conditions.append(FeedbackRow.sentiment_label == f.sentiment)
+    if f.has_ticket is not None:
+        conditions.append(
+            FeedbackRow.ticket_id.is_not(None) if f.has_ticket else FeedbackRow.ticket_id.is_(None)
+        )
+    if f.text_contains is not None:
+        pattern = f"%{_escape_like(f.text_contains.lower())}%"
+        conditions.append(func.lower(FeedbackRow.text).like(pattern, escape="\\"))
+    return query.where(and_(*conditions)) if conditions else query
+
+
+async def list_page(
+    session: AsyncSession,
+    f: FeedbackFilter,
+    *,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[FeedbackRow]:
+    """Newest first; ``before`` is the (occurred_at, id) of the previous page's last row."""
+    query = _filtered(select(FeedbackRow), f)
+    if before is not None:
+        occurred_at, row_id = before
+        query = query.where(
+            or_(
+                FeedbackRow.occurred_at < occurred_at,
+                and_(FeedbackRow.occurred_at == occurred_at, FeedbackRow.id < row_id),
+            )
+        )
+    query = query.order_by(FeedbackRow.occurred_at.desc(), FeedbackRow.id.desc()).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def get(
+    session: AsyncSession, feedback_id: int, allowed_location_ids: Sequence[str] | None
+) -> FeedbackRow | None:
+    query = select(FeedbackRow).where(FeedbackRow.id == feedback_id)
+    query = _filtered(query, FeedbackFilter(allowed_location_ids=allowed_location_ids))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def any_exist(session: AsyncSession) -> bool:
+    return bool(await session.scalar(select(exists().select_from(FeedbackRow))))

@@ -1,0 +1,1 @@
+"""Business rules. No HTTP objects, no commits: the caller owns the transaction."""

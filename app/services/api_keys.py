@@ -1,0 +1,136 @@
+"""API keys: creation, authentication, revocation, bootstrap."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from app.models.api_key import ApiKeyRow
+from app.models.enums import Scope
+from app.repositories import api_keys as repo
+from app.services.access import Principal
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "fbk_"
+_DISPLAY_PREFIX_CHARS = 8  # "fbk_" + 4 random chars: tells keys apart in lists
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(24)
+
+
+def is_well_formed(key: str) -> bool:
+    return key.startswith(KEY_PREFIX) and 24 <= len(key) <= 200 and key.isascii()
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    row: ApiKeyRow
+    key: str
+
+
+def principal_from_row(row: ApiKeyRow) -> Principal:
+    scopes = frozenset(Scope(s) for s in row.scopes if s in Scope.__members__.values())
+    return Principal(
+        key_id=row.id,
+        name=row.name,
+        scopes=scopes,
+        location_ids=frozenset(row.location_ids) if row.location_ids is not None else None,
+    )
+
+
+async def authenticate(session: AsyncSession, presented: str | None) -> Principal:
+    if not presented:
+        raise Unauthenticated("Send 'Authorization: Bearer <api key>'.")
+    if not is_well_formed(presented):
+        raise Unauthenticated("The API key is not valid.")
+    # Looking up the digest (not the key) leaks nothing useful through timing.
+    row = await repo.find_active_by_hash(session, hash_key(presented))
+    if row is None:
+        raise Unauthenticated("The API key is not valid or has been revoked.")
+    return principal_from_row(row)
+
+
+async def create_key(
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: Sequence[Scope],
+    location_ids: Sequence[str] | None,
+    creator: Principal | None,
+    key: str | None = None,
+) -> CreatedKey:
+    """Create a key. A location-restricted creator can only hand out keys restricted to a
+    subset of its own locations (no escalation)."""
+    if creator is not None and creator.location_ids is not None:
+        if location_ids is None:
+            raise Forbidden("A location-restricted key can only create location-restricted keys.")
+        creator.require_locations(location_ids)
+    key = key or generate_key()
+    if not is_well_formed(key):
+        raise InvalidInput(f"API keys must look like '{KEY_PREFIX}<random>' (24-200 characters).")
+    row = await repo.insert(
+        session,
+        name=name,
+        key_prefix=key[:_DISPLAY_PREFIX_CHARS],
+        key_hash=hash_key(key),
+        scopes=sorted({s.value for s in scopes}),
+        location_ids=sorted(set(location_ids)) if location_ids is not None else None,
+    )
+    logger.info("api key created", extra={"fields": {"key_id": row.id, "scopes": row.scopes}})
+    return CreatedKey(row=row, key=key)
+
+
+async def list_keys(session: AsyncSession, *, after_id: int | None, limit: int) -> list[ApiKeyRow]:
+    return await repo.list_page(session, after_id=after_id, limit=limit)
+
+
+async def revoke_key(session: AsyncSession, key_id: int, *, by: Principal | None) -> None:
+    row = await repo.get(session, key_id)
+    if row is None:
+        raise NotFound(f"API key {key_id} does not exist.")
+    if by is not None and by.location_ids is not None:
+        # A restricted admin may revoke only keys confined to its own locations.
+        if row.location_ids is None or not set(row.location_ids) <= by.location_ids:
+            raise Forbidden("This API key may not revoke keys beyond its locations.")
+    await repo.revoke(session, key_id, datetime.now(UTC))
+    logger.info("api key revoked", extra={"fields": {"key_id": key_id}})
+
+
+async def ensure_bootstrap_keys(session: AsyncSession, bootstrap_key: str | None) -> str | None:
+    """Create ``FEEDBACK_BOOTSTRAP_ADMIN_KEY`` if missing; with no key at all, create an
+    admin key and return it, so the caller can show it once."""
+    if bootstrap_key is not None:
+        if not is_well_formed(bootstrap_key):
+            raise ValueError(
+                f"FEEDBACK_BOOTSTRAP_ADMIN_KEY must look like '{KEY_PREFIX}<random>' "
+                "(24-200 characters)"
+            )
+        if not await repo.exists_with_hash(session, hash_key(bootstrap_key)):
+            await create_key(
+                session,
+                name="bootstrap admin",
+                scopes=[Scope.ADMIN],
+                location_ids=None,
+                creator=None,
+                key=bootstrap_key,
+            )
+        return None
+    if await repo.count_all(session) == 0:
+        created = await create_key(
+            session, name="first admin", scopes=[Scope.ADMIN], location_ids=None, creator=None
+        )
+        return created.key
+    return None

@@ -1,0 +1,149 @@
+"""The one ingest pipeline shared by REST and Kafka.
+
+``ingest_events`` takes a group of already-validated events and, inside the caller's
+transaction: settles duplicates within the group (first wins), inserts the new ones in
+one set-based statement, tells exact duplicates from conflicts by content hash, and
+records customer sightings. The caller commits, then answers (or commits offsets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.enums import IngestVia, ScoreMetric
+from app.repositories import customers as customers_repo
+from app.repositories import feedback as feedback_repo
+from app.repositories.customers import CustomerSighting
+from app.repositories.feedback import NewFeedback
+from app.schemas.feedback import FeedbackEventIn, IngestStatus
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    event_id: str
+    status: IngestStatus  # accepted, duplicate or conflict
+    feedback_id: int | None  # the stored event (for duplicates and conflicts: the earlier one)
+    ticket_id: int | None
+
+
+def content_hash(event: FeedbackEventIn) -> bytes:
+    """Digest of the event's meaning: the same event sent again hashes alike even if
+    keys are reordered, offsets differ for the same instant, or a default scale is
+    spelled out."""
+    canonical = event.model_dump(mode="json", exclude={"event_id"})
+    canonical["scores"] = sorted(canonical["scores"], key=lambda s: s["metric"])
+    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def _new_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedback:
+    customer = event.customer
+    nps = event.score(ScoreMetric.NPS)
+    csat = event.score(ScoreMetric.CSAT)
+    ces = event.score(ScoreMetric.CES)
+    rating = event.score(ScoreMetric.RATING)
+    return NewFeedback(
+        event_id=event.event_id,
+        content_hash=digest,
+        occurred_at=event.occurred_at,
+        ingested_via=via.value,
+        channel=event.channel.value,
+        source=event.source,
+        customer_id=customer.id if customer else None,
+        customer_email=str(customer.email) if customer and customer.email else None,
+        customer_phone=customer.phone if customer else None,
+        customer_name=customer.name if customer else None,
+        customer_locale=customer.locale if customer else None,
+        location_id=event.location_id,
+        touchpoint=event.touchpoint,
+        journey_stage=event.journey_stage,
+        nps=nps.value if nps else None,
+        csat=csat.value if csat else None,
+        csat_scale=csat.scale if csat else None,
+        ces=ces.value if ces else None,
+        ces_scale=ces.scale if ces else None,
+        rating=rating.value if rating else None,
+        rating_scale=rating.scale if rating else None,
+        text=event.text,
+        language=event.language,
+        sentiment_label=None,
+        sentiment_score=None,
+        tags_json=orjson.dumps(event.tags).decode(),
+        metadata_json=orjson.dumps(event.metadata).decode() if event.metadata is not None else None,
+    )
+
+
+def _sightings(events: Sequence[FeedbackEventIn]) -> list[CustomerSighting]:
+    by_customer: dict[str, CustomerSighting] = {}
+    for event in events:
+        customer = event.customer
+        if customer is None or customer.id is None:
+            continue
+        email = str(customer.email) if customer.email else None
+        seen = by_customer.get(customer.id)
+        if seen is None:
+            by_customer[customer.id] = CustomerSighting(
+                customer_id=customer.id,
+                email=email,
+                phone=customer.phone,
+                name=customer.name,
+                locale=customer.locale,
+                first_seen_at=event.occurred_at,
+                last_seen_at=event.occurred_at,
+                feedback_count=1,
+            )
+            continue
+        seen.feedback_count += 1
+        seen.first_seen_at = min(seen.first_seen_at, event.occurred_at)
+        if event.occurred_at >= seen.last_seen_at:
+            seen.last_seen_at = event.occurred_at
+            seen.email = email or seen.email
+            seen.phone = customer.phone or seen.phone
+            seen.name = customer.name or seen.name
+            seen.locale = customer.locale or seen.locale
+    return list(by_customer.values())
+
+
+async def ingest_events(
+    session: AsyncSession, events: Sequence[FeedbackEventIn], via: IngestVia
+) -> list[IngestOutcome]:
+    """Store a group of validated events; one outcome per event, in input order."""
+    digests = [content_hash(event) for event in events]
+    first_index: dict[str, int] = {}
+    for index, event in enumerate(events):
+        first_index.setdefault(event.event_id, index)
+
+    firsts = sorted(first_index.items())  # event_id order: see insert_new
+    inserted = await feedback_repo.insert_new(
+        session, [_new_row(events[i], digests[i], via) for _, i in firsts]
+    )
+    already_stored = await feedback_repo.find_by_event_ids(
+        session, [event_id for event_id, _ in firsts if event_id not in inserted]
+    )
+    await customers_repo.record_sightings(
+        session, _sightings([events[first_index[event_id]] for event_id in inserted])
+    )
+
+    outcomes: list[IngestOutcome] = []
+    for index, event in enumerate(events):
+        event_id = event.event_id
+        is_first = first_index[event_id] == index
+        if event_id in inserted:
+            stored_id = inserted[event_id]
+            same = digests[index] == digests[first_index[event_id]]
+            status = (
+                IngestStatus.ACCEPTED
+                if is_first
+                else (IngestStatus.DUPLICATE if same else IngestStatus.CONFLICT)
+            )
+            outcomes.append(IngestOutcome(event_id, status, stored_id, None))
+        else:
+            stored = already_stored[event_id]
+            same = digests[index] == stored.content_hash
+            status = IngestStatus.DUPLICATE if same else IngestStatus.CONFLICT
+            outcomes.append(IngestOutcome(event_id, status, stored.id, stored.ticket_id))
+    return outcomes

@@ -1,0 +1,171 @@
+"""Prometheus metrics and the ASGI middleware that measures and logs each request.
+
+The middleware is plain ASGI (no BaseHTTPMiddleware): it is on every request's path,
+including the hot ingest path, so it must cost microseconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import PayloadTooLarge, problem_response
+from app.logs import request_id_var
+
+if TYPE_CHECKING:
+    from app.models.enums import IngestVia
+    from app.schemas.feedback import FeedbackEventIn
+    from app.services.ingest import IngestOutcome
+
+logger = logging.getLogger("app.access")
+disable_created_metrics()  # *_created series double the exposition for no use
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+INGESTED_EVENTS = Counter(
+    "feedback_ingested_events_total",
+    "Feedback events processed by the ingest pipeline.",
+    ["channel", "via", "status"],
+)
+INGEST_LATENCY = Histogram(
+    "feedback_ingest_latency_seconds",
+    "Time to validate-and-commit one ingest transaction (a group of events).",
+    ["via"],
+    buckets=LATENCY_BUCKETS,
+)
+INGEST_GROUP_SIZE = Histogram(
+    "feedback_ingest_group_size",
+    "Events per ingest transaction.",
+    ["via"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests served.", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration until the response is complete.",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def record_ingest(
+    events: Iterable[FeedbackEventIn], outcomes: Iterable[IngestOutcome], via: IngestVia
+) -> None:
+    for event, outcome in zip(events, outcomes, strict=True):
+        INGESTED_EVENTS.labels(event.channel.value, via.value, outcome.status.value).inc()
+
+
+def record_rejected(channel: str, via: IngestVia, count: int = 1) -> None:
+    INGESTED_EVENTS.labels(channel, via.value, "rejected").inc(count)
+
+
+def metrics_exposition() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestTelemetryMiddleware:
+    """Request id, body size limits, access log and HTTP metrics for every request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        large_body_paths: dict[str, int],
+    ) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.large_body_paths = large_body_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        token = request_id_var.set(request_id)
+        status_holder = [500]
+        limit = self.large_body_paths.get(scope["path"], self.max_body_bytes)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            declared = dict(scope["headers"]).get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                response = problem_response(
+                    413,
+                    PayloadTooLarge.title,
+                    f"The body may be at most {limit} bytes.",
+                    PayloadTooLarge.problem_type,
+                )
+                await response(scope, receive, send_with_id)
+                return
+            await self.app(scope, _limited(receive, limit), send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = self._route(scope)
+            method = scope["method"]
+            status = status_holder[0]
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            logger.info(
+                "request",
+                extra={
+                    "fields": {
+                        "method": method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    }
+                },
+            )
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _route(scope: Scope) -> str:
+        """The matched route's path template (the router records it in the scope):
+        raw paths can hold customer ids, and templates keep metric labels few."""
+        route = scope.get("route")
+        return str(getattr(route, "path", "unmatched"))
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count streamed body bytes (chunked uploads have no Content-Length)."""
+    received = 0
+
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
+        return message
+
+    return wrapped

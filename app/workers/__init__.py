@@ -1,0 +1,1 @@
+"""Long-running in-process services with start()/stop()."""

@@ -1,0 +1,118 @@
+"""Ingest transactions: the owner of every ingest commit.
+
+``commit_ingest`` runs the shared pipeline in one transaction and commits it; the
+batch endpoint (and the Kafka consumer) call it directly.
+
+``GroupCommitWriter`` serves single-event POSTs: concurrent requests queue their
+validated event and wait; a writer takes everything queued (up to a cap) into one
+transaction. Each request is answered only after the transaction holding its event
+has committed, so the commit-before-response promise holds while the per-event cost
+of a transaction is shared. With no concurrency a group is one event and nothing waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import ServiceUnavailable
+from app.models.enums import IngestVia
+from app.schemas.feedback import FeedbackEventIn
+from app.services.ingest import IngestOutcome, ingest_events
+from app.telemetry import INGEST_GROUP_SIZE, INGEST_LATENCY, record_ingest
+
+logger = logging.getLogger(__name__)
+
+
+async def commit_ingest(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    events: Sequence[FeedbackEventIn],
+    via: IngestVia,
+) -> list[IngestOutcome]:
+    if not events:
+        return []
+    started = time.perf_counter()
+    async with sessionmaker() as session, session.begin():
+        outcomes = await ingest_events(session, events, via)
+    INGEST_LATENCY.labels(via.value).observe(time.perf_counter() - started)
+    INGEST_GROUP_SIZE.labels(via.value).observe(len(events))
+    record_ingest(events, outcomes, via)
+    return outcomes
+
+
+@dataclass(slots=True)
+class _Waiting:
+    event: FeedbackEventIn
+    answer: asyncio.Future[IngestOutcome]
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        max_group: int,
+        writers: int,
+        queue_size: int,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._max_group = max_group
+        self._writer_count = writers
+        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue(maxsize=queue_size)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = False
+
+    async def start(self) -> None:
+        self._accepting = True
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"ingest-writer-{n}")
+            for n in range(self._writer_count)
+        ]
+
+    async def stop(self) -> None:
+        """Stop taking events, finish every queued one, then end the writers."""
+        self._accepting = False
+        await self._queue.join()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def submit(self, event: FeedbackEventIn) -> IngestOutcome:
+        if not self._accepting:
+            raise ServiceUnavailable("The service is shutting down; retry on another replica.")
+        waiting = _Waiting(event, asyncio.get_running_loop().create_future())
+        # Mark a failure as seen even if the client has gone and nobody awaits it.
+        waiting.answer.add_done_callback(lambda f: f.cancelled() or f.exception())
+        try:
+            self._queue.put_nowait(waiting)
+        except asyncio.QueueFull:
+            raise ServiceUnavailable("Ingest queue is full; retry shortly.") from None
+        # shield: a client that disconnects must not cancel an answer other code awaits.
+        return await asyncio.shield(waiting.answer)
+
+    async def _run(self) -> None:
+        while True:
+            group = [await self._queue.get()]
+            while len(group) < self._max_group and not self._queue.empty():
+                group.append(self._queue.get_nowait())
+            try:
+                outcomes = await commit_ingest(
+                    self._sessionmaker, [w.event for w in group], IngestVia.REST
+                )
+            except Exception as exc:  # every waiter gets the failure; nothing is half-stored
+                for waiting in group:
+                    if not waiting.answer.done():
+                        waiting.answer.set_exception(exc)
+            else:
+                for waiting, outcome in zip(group, outcomes, strict=True):
+                    if not waiting.answer.done():
+                        waiting.answer.set_result(outcome)
+            finally:
+                for _ in group:
+                    self._queue.task_done()

@@ -1,0 +1,120 @@
+"""Shared fixtures: one real PostgreSQL and one running app per test session; every
+test starts from empty tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.config import Settings
+from app.dependencies import AppState
+from app.main import create_app
+from app.models.enums import Scope
+from app.services import api_keys
+from tests.fixtures.database import TABLES, start_test_database
+
+KeyFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from start_test_database(tmp_path_factory.mktemp("db"))
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        data_dir=tmp_path_factory.mktemp("data"),
+        bootstrap_admin_key=None,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def state(app: FastAPI) -> AppState:
+    services: AppState = app.state.services
+    return services
+
+
+@pytest.fixture(autouse=True)
+async def _empty_tables(request: pytest.FixtureRequest) -> None:
+    if "state" not in request.fixturenames and "client" not in request.fixturenames:
+        return
+    state: AppState = request.getfixturevalue("state")
+    async with state.sessionmaker() as session, session.begin():
+        await session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def make_key(state: AppState) -> KeyFactory:
+    """Create an API key directly in the database; returns the secret key."""
+
+    async def create(*scopes: Scope, locations: list[str] | None = None, name: str = "test") -> str:
+        async with state.sessionmaker() as session, session.begin():
+            created = await api_keys.create_key(
+                session, name=name, scopes=list(scopes), location_ids=locations, creator=None
+            )
+        return created.key
+
+    return create
+
+
+@pytest.fixture
+async def admin_key(make_key: KeyFactory) -> str:
+    return await make_key(Scope.ADMIN)
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def make_event(event_id: str = "evt-1", **overrides: Any) -> dict[str, Any]:
+    """A valid event (the spec's example, dated just now) with overrides applied."""
+    event: dict[str, Any] = {
+        "event_id": event_id,
+        "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+        "channel": "in_store",
+        "source": "pos-eu",
+        "customer": {
+            "id": "C-1001",
+            "email": "ana@example.com",
+            "phone": "+4915112345678",
+            "name": "Ana Roth",
+            "locale": "de-DE",
+        },
+        "location_id": "store-berlin-01",
+        "touchpoint": "checkout",
+        "journey_stage": "purchase",
+        "scores": [{"metric": "nps", "value": 3}, {"metric": "csat", "value": 2, "scale": 5}],
+        "text": "Die Schlange war 20 Minuten lang und niemand hat geholfen.",
+        "language": "de",
+        "tags": ["queue"],
+        "metadata": {"receipt": "R-88812"},
+    }
+    event.update(overrides)
+    return {k: v for k, v in event.items() if v is not ...}
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
