@@ -25,7 +25,16 @@ from app.embedded_postgres import EmbeddedPostgres
 
 logger = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# A source checkout keeps migrations/ beside app/; a wheel carries them inside app/.
+MIGRATIONS_DIR = next(
+    (
+        path
+        for path in (_PACKAGE_DIR.parent / "migrations", _PACKAGE_DIR / "_migrations")
+        if (path / "env.py").exists()
+    ),
+    _PACKAGE_DIR.parent / "migrations",
+)
 # Any constant shared by all replicas: serialises concurrent migrations at start-up.
 MIGRATION_LOCK_ID = 0x6662_6B5F_6D69_6772
 

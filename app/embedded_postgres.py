@@ -303,7 +303,7 @@ class EmbeddedPostgres:
 
     def _ensure_database(self, info: ConnectionInfo) -> None:
         env_password = {"PGPASSWORD": info.password}
-        query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"  # noqa: S608 - constant
         base = [
             str(_binaries_dir() / "psql"),
             "-h",

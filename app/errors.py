@@ -183,7 +183,11 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 async def _dbapi_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated or _is_connection_error(exc) or _is_connection_error(exc.orig):
+    if (
+        exc.connection_invalidated
+        or _is_connection_error(exc)
+        or (exc.orig is not None and _is_connection_error(exc.orig))
+    ):
         return await _database_unavailable(request, exc)
     return await _unexpected(request, exc)
 

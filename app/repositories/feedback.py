@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, exists, false, func, or_, select, text
+from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.enums import Channel, SentimentLabel
@@ -153,8 +153,8 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _filtered(query: Select[tuple[FeedbackRow]], f: FeedbackFilter) -> Select[tuple[FeedbackRow]]:
-    conditions = []
+def _filtered(query: Select[FeedbackRow], f: FeedbackFilter) -> Select[FeedbackRow]:
+    conditions: list[ColumnElement[bool]] = []
     if f.allowed_location_ids is not None:
         allowed = list(f.allowed_location_ids)
         conditions.append(FeedbackRow.location_id.in_(allowed) if allowed else false())

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.dependencies import Admin, SessionDep
 from app.models.api_key import ApiKeyRow
+from app.models.enums import Scope
 from app.routers.docs import NOT_FOUND
 from app.schemas.api_keys import ApiKeyCreate, ApiKeyCreated, ApiKeyOut, ApiKeyPage
 from app.services import api_keys
@@ -19,7 +20,7 @@ def _out(row: ApiKeyRow) -> ApiKeyOut:
         id=str(row.id),
         name=row.name,
         key_prefix=row.key_prefix,
-        scopes=row.scopes,  # type: ignore[arg-type]
+        scopes=[Scope(s) for s in row.scopes],
         location_ids=row.location_ids,
         created_at=row.created_at,
         revoked_at=row.revoked_at,

@@ -21,6 +21,10 @@ def json_body(schema_name: str, example: Any | None = None) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": content}}}
 
 
-NOT_FOUND = {404: problem("Not found, or outside the API key's locations.")}
-TOO_LARGE = {413: problem("The body exceeds the size limit.")}
-CONFLICT = {409: problem("An event with this event_id but different content is stored.")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: problem("Not found, or outside the API key's locations.")
+}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {413: problem("The body exceeds the size limit.")}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: problem("An event with this event_id but different content is stored.")
+}

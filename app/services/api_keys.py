@@ -101,10 +101,13 @@ async def revoke_key(session: AsyncSession, key_id: int, *, by: Principal | None
     row = await repo.get(session, key_id)
     if row is None:
         raise NotFound(f"API key {key_id} does not exist.")
-    if by is not None and by.location_ids is not None:
-        # A restricted admin may revoke only keys confined to its own locations.
-        if row.location_ids is None or not set(row.location_ids) <= by.location_ids:
-            raise Forbidden("This API key may not revoke keys beyond its locations.")
+    # A restricted admin may revoke only keys confined to its own locations.
+    if (
+        by is not None
+        and by.location_ids is not None
+        and (row.location_ids is None or not set(row.location_ids) <= by.location_ids)
+    ):
+        raise Forbidden("This API key may not revoke keys beyond its locations.")
     await repo.revoke(session, key_id, datetime.now(UTC))
     logger.info("api key revoked", extra={"fields": {"key_id": key_id}})
 
