@@ -22,12 +22,14 @@ Lifecycle rules, chosen so that a killed run never blocks the next one:
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import pwd
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -64,12 +66,21 @@ def _free_port() -> int:
         return port
 
 
-def _process_is_postgres(pid: int) -> bool:
+def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
+    """True only for a postgres process serving this very data directory: a pid
+    recorded by a dead server may since belong to anything, another cluster included."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"postgres" in cmdline.split(b"\0", 1)[0]
+    if not args or not args[0].endswith(b"postgres"):
+        return False
+    if str(pgdata).encode() in args:
+        return True
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")) == pgdata  # the postmaster runs in it
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,9 @@ class EmbeddedPostgres:
             self.info = self._guest_connection()
             logger.info("embedded postgres already owned by another process; connecting as guest")
             return self.info
+        # A killed owner's state file names its orphan's port: remove it so that guests
+        # wait for the server this process is about to start.
+        self._state_file.unlink(missing_ok=True)
         try:
             self._prepare_user_and_permissions()
             if not (self.pgdata / "PG_VERSION").exists():
@@ -257,19 +271,23 @@ class EmbeddedPostgres:
 
     def _clear_leftovers(self) -> None:
         """Recover from a previous owner that was killed before it could stop the server."""
-        pid = self._postmaster_pid()
-        if pid is None:
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
             return
-        if _process_is_postgres(pid):
+        pid = self._postmaster_pid()
+        if pid is not None and _is_postmaster_of(pid, self.pgdata):
             logger.warning("stopping orphaned embedded postgres (pid %s) from a killed run", pid)
             try:
                 self._pg_ctl("stop", "-m", "fast", "-w", "-t", str(START_TIMEOUT_S))
             except EmbeddedPostgresError:
-                os.kill(pid, 9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
                 time.sleep(0.5)
-        if (self.pgdata / "postmaster.pid").exists() and not _process_is_postgres(pid):
-            logger.warning("removing stale postmaster.pid (pid %s is not running)", pid)
-            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+        if pid_file.exists() and not (pid is not None and _is_postmaster_of(pid, self.pgdata)):
+            # We hold the lock and no server runs for this directory: whatever the file
+            # says (a dead pid, a reused pid, or nothing readable after a crash), it is stale.
+            logger.warning("removing stale postmaster.pid (recorded pid: %s)", pid)
+            pid_file.unlink(missing_ok=True)
 
     def _start_server(self) -> ConnectionInfo:
         last_error: EmbeddedPostgresError | None = None

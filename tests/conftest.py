@@ -24,8 +24,8 @@ KeyFactory = Callable[..., Awaitable[str]]
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    yield from start_test_database(tmp_path_factory.mktemp("db"))
+def database_url() -> Iterator[str]:
+    yield from start_test_database()
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
+import pydantic_core
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import AfterValidator, AwareDatetime, StringConstraints, ValidationError
+from pydantic import AfterValidator, StringConstraints, ValidationError
 
 from app.dependencies import FeedbackReader, FeedbackWriter, SessionDep, StateDep
 from app.errors import Conflict, InvalidInput, invalid_input, validation_errors
 from app.models.enums import Channel, IngestVia, SentimentLabel
 from app.repositories.feedback import FeedbackFilter
 from app.routers.docs import CONFLICT, NOT_FOUND, TOO_LARGE, json_body
-from app.schemas.common import Text64, Text128, reject_unstorable
+from app.schemas.common import Rfc3339Datetime, Text64, Text128, reject_unstorable
 from app.schemas.feedback import (
     EXAMPLE_EVENT,
     MAX_BATCH_EVENTS,
@@ -50,6 +50,7 @@ def _parse_event(body: bytes) -> FeedbackEventIn:
     "",
     status_code=202,
     summary="Ingest one feedback event",
+    response_description="Accepted: the event is stored and committed.",
     description=(
         "Validates the event, stores it, and answers only after it is committed to "
         "PostgreSQL.\n\n- new event: **202** `status: accepted`\n"
@@ -71,9 +72,10 @@ async def ingest_one(
     principal.require_write_location(event.location_id)
     outcome = await state.ingest_writer.submit(event)
     if outcome.status is IngestStatus.CONFLICT:
+        # No stored id here: the stored event may lie outside the caller's locations.
         raise Conflict(
-            f"Event '{event.event_id}' is already stored (id {outcome.feedback_id}) with "
-            "different content; send a new event_id for new feedback."
+            f"Event '{event.event_id}' is already stored with different content; "
+            "send a new event_id for new feedback."
         )
     if outcome.status is IngestStatus.DUPLICATE:
         response.status_code = 200
@@ -90,8 +92,10 @@ def _parse_envelope(body: bytes) -> list[Any]:
         return InvalidInput(msg, errors=[{"loc": loc, "msg": msg, "type": "value_error"}])
 
     try:
-        envelope = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        # pydantic's parser, as for single events: integers stay exact (orjson would turn
+        # integers beyond 64 bits into floats), so both endpoints judge alike.
+        envelope = pydantic_core.from_json(body)
+    except ValueError:
         raise malformed("The body is not valid JSON.", []) from None
     if not isinstance(envelope, dict) or not isinstance(envelope.get("events"), list):
         raise malformed("The body must be an object with an 'events' array.", ["events"])
@@ -206,8 +210,8 @@ async def list_feedback(
     ] = None,
     customer_id: Text128 | None = None,
     source: Text64 | None = None,
-    from_: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-    to: AwareDatetime | None = None,
+    from_: Annotated[Rfc3339Datetime | None, Query(alias="from")] = None,
+    to: Rfc3339Datetime | None = None,
     nps_min: Annotated[int | None, Query(ge=0, le=10)] = None,
     nps_max: Annotated[int | None, Query(ge=0, le=10)] = None,
     sentiment: SentimentLabel | None = None,

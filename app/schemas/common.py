@@ -1,9 +1,11 @@
 """Reusable field types for the API contract."""
 
 import re
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StringConstraints
+from pydantic_core import PydanticCustomError
 
 # PostgreSQL text cannot hold NUL, and lone surrogates cannot be encoded as UTF-8:
 # both are rejected at the edge as validation errors instead of failing in the database.
@@ -15,6 +17,36 @@ def reject_unstorable(value: str) -> str:
         raise ValueError("must not contain NUL characters or unpaired surrogates")
     return value
 
+
+# RFC 3339 date-time (a missing offset is left to AwareDatetime, whose error says so).
+# Pydantic alone would also take Unix numbers and
+# date-only strings; the contract says RFC 3339 and nothing else.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+
+def _require_rfc3339(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise PydanticCustomError(
+            "datetime_format",
+            "must be an RFC 3339 date-time with an offset, e.g. 2026-11-20T10:15:00+01:00",
+        )
+    return value
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:30:00+01:00 is before year 1 in UTC
+        raise ValueError("is outside the supported date range") from None
+
+
+Rfc3339Datetime = Annotated[
+    AwareDatetime, BeforeValidator(_require_rfc3339), AfterValidator(_to_utc)
+]
 
 Text64 = Annotated[
     str,

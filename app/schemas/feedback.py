@@ -9,20 +9,27 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
     Field,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from app.models.enums import Channel, IngestVia, ScoreMetric, SentimentLabel
 from app.models.feedback import FeedbackRow
-from app.schemas.common import LanguageTag, Text64, Text128, Text200, reject_unstorable
+from app.schemas.common import (
+    LanguageTag,
+    Rfc3339Datetime,
+    Text64,
+    Text128,
+    Text200,
+    reject_unstorable,
+)
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 MAX_METADATA_BYTES = 16 * 1024
@@ -63,35 +70,51 @@ EXAMPLE_EVENT: dict[str, Any] = {
 
 
 class Score(BaseModel):
-    """One score. Every metric is "higher is better"."""
+    """One score. Every metric is "higher is better".
+
+    ``scale`` is declared before ``value`` so that each is checked as its own field and
+    an error points at it (``["scores", 0, "value"]``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     metric: ScoreMetric
-    value: StrictInt = Field(description="nps: 0-10; csat/ces/rating: 1..scale.", examples=[3])
     scale: StrictInt | None = Field(
         default=None,
+        validate_default=True,
         description="csat: 5 (default) or 7; ces: 7 (default) or 5; rating: 5 (default) or 10; "
-        "nps: omit (fixed 0-10).",
+        "nps: omit (fixed 0-10). Stored with the default filled in.",
     )
+    value: StrictInt = Field(description="nps: 0-10; csat/ces/rating: 1..scale.", examples=[3])
 
-    @model_validator(mode="after")
-    def _check_range(self) -> Score:
-        if self.metric is ScoreMetric.NPS:
-            if self.scale is not None:
+    @field_validator("scale")
+    @classmethod
+    def _known_scale(cls, scale: int | None, info: ValidationInfo) -> int | None:
+        metric = info.data.get("metric")
+        if metric is None:  # the metric itself was invalid: reported there
+            return scale
+        if metric is ScoreMetric.NPS:
+            if scale is not None:
                 raise ValueError("nps has a fixed 0-10 range: omit scale")
-            if not 0 <= self.value <= 10:
-                raise ValueError("nps value must be between 0 and 10")
-            return self
-        allowed, default = SCALES[self.metric]
-        if self.scale is None:
-            self.scale = default
-        elif self.scale not in allowed:
-            choices = " or ".join(str(s) for s in sorted(allowed))
-            raise ValueError(f"{self.metric.value} scale must be {choices}")
-        if not 1 <= self.value <= self.scale:
-            raise ValueError(f"{self.metric.value} value must be between 1 and {self.scale}")
-        return self
+            return None
+        allowed, default = SCALES[metric]
+        if scale is None:
+            return default
+        if scale not in allowed:
+            raise ValueError(
+                f"{metric.value} scale must be {' or '.join(map(str, sorted(allowed)))}"
+            )
+        return scale
+
+    @field_validator("value")
+    @classmethod
+    def _value_in_range(cls, value: int, info: ValidationInfo) -> int:
+        metric = info.data.get("metric")
+        if metric is None or "scale" not in info.data:  # reported on those fields
+            return value
+        low, high = (0, 10) if metric is ScoreMetric.NPS else (1, info.data["scale"])
+        if not low <= value <= high:
+            raise ValueError(f"{metric.value} value must be between {low} and {high}")
+        return value
 
 
 class Customer(BaseModel):
@@ -117,6 +140,17 @@ Text = Annotated[
 ]
 
 
+def _holds_nul(value: Any) -> bool:
+    """PostgreSQL's jsonb cannot store NUL in keys or strings, at any depth."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 class FeedbackEventIn(BaseModel):
     """A feedback event as sent by a channel system (REST body or Kafka message value)."""
 
@@ -125,8 +159,8 @@ class FeedbackEventIn(BaseModel):
     event_id: Annotated[str, StringConstraints(pattern=EVENT_ID_PATTERN)] = Field(
         description="Idempotency key: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric."
     )
-    occurred_at: AwareDatetime = Field(
-        description="RFC 3339 with offset; at most 5 minutes in the future."
+    occurred_at: Rfc3339Datetime = Field(
+        description="RFC 3339 with offset; at most 5 minutes in the future. Stored in UTC."
     )
     channel: Channel
     source: Text64 | None = Field(default=None, description="The producing system.")
@@ -149,7 +183,7 @@ class FeedbackEventIn(BaseModel):
     def _not_in_future(cls, value: datetime) -> datetime:
         if value - datetime.now(UTC) > MAX_FUTURE_SKEW:
             raise ValueError("must not be more than 5 minutes in the future")
-        return value.astimezone(UTC)
+        return value
 
     @field_validator("scores")
     @classmethod
@@ -180,11 +214,13 @@ class FeedbackEventIn(BaseModel):
             return None
         try:
             encoded = orjson.dumps(value)
-        except orjson.JSONEncodeError as exc:
-            raise ValueError("must be JSON-serialisable text (no unpaired surrogates)") from exc
+        except orjson.JSONEncodeError:
+            raise ValueError(
+                "must be storable JSON: integers within 64 bits, no unpaired surrogates"
+            ) from None
         if len(encoded) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialised")
-        if b"\\u0000" in encoded:
+        if _holds_nul(value):
             raise ValueError("must not contain NUL characters")
         return value
 
@@ -221,26 +257,26 @@ class CustomerOut(BaseModel):
 
 
 class FeedbackOut(BaseModel):
-    """A stored feedback event."""
+    """A stored feedback event: the event as sent plus what the service added."""
 
-    id: str
-    event_id: str
-    occurred_at: datetime = Field(description="As sent, returned in UTC.")
-    received_at: datetime
-    ingested_via: IngestVia
+    id: str = Field(description="The service's id of the stored event.")
+    event_id: str = Field(description="The producer's idempotency key.")
+    occurred_at: datetime = Field(description="When the feedback was given; returned in UTC.")
+    received_at: datetime = Field(description="When the service stored it.")
+    ingested_via: IngestVia = Field(description="rest or kafka")
     channel: Channel
     source: str | None
-    customer: CustomerOut | None
+    customer: CustomerOut | None = Field(description="null for anonymous feedback")
     location_id: str | None
     touchpoint: str | None
     journey_stage: str | None
-    scores: list[ScoreOut]
+    scores: list[ScoreOut] = Field(description="In the order nps, csat, ces, rating.")
     text: str | None
-    language: str | None = Field(description="As given (detection comes with text analysis).")
-    sentiment: Sentiment | None
+    language: str | None = Field(description="As given (text analysis is not built yet).")
+    sentiment: Sentiment | None = Field(description="null: no text analysis yet.")
     tags: list[str]
     metadata: dict[str, Any] | None
-    ticket_id: str | None
+    ticket_id: str | None = Field(description="The follow-up ticket, if one was opened.")
 
 
 class FeedbackPage(BaseModel):
@@ -256,6 +292,8 @@ class IngestStatus(StrEnum):
 
 
 class IngestResponse(BaseModel):
+    """The stored event's id; for a duplicate, the id stored the first time."""
+
     model_config = ConfigDict(
         json_schema_extra={
             "example": {

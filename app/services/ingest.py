@@ -99,12 +99,17 @@ def _sightings(events: Sequence[FeedbackEventIn]) -> list[CustomerSighting]:
             continue
         seen.feedback_count += 1
         seen.first_seen_at = min(seen.first_seen_at, event.occurred_at)
-        if event.occurred_at >= seen.last_seen_at:
+        if event.occurred_at >= seen.last_seen_at:  # newer: its details win
             seen.last_seen_at = event.occurred_at
             seen.email = email or seen.email
             seen.phone = customer.phone or seen.phone
             seen.name = customer.name or seen.name
             seen.locale = customer.locale or seen.locale
+        else:  # older: fills only what is still unknown (as the upsert does)
+            seen.email = seen.email or email
+            seen.phone = seen.phone or customer.phone
+            seen.name = seen.name or customer.name
+            seen.locale = seen.locale or customer.locale
     return list(by_customer.values())
 
 
