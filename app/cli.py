@@ -83,7 +83,7 @@ def cmd_keys_list(_: argparse.Namespace, settings: Settings) -> int:
             result: list[tuple[str, ...]] = []
             after: int | None = None
             while True:
-                page = await api_keys.list_keys(session, after_id=after, limit=500)
+                page = await api_keys.list_keys(session, viewer=None, after_id=after, limit=500)
                 result += [
                     (
                         str(r.id),

@@ -29,8 +29,13 @@ class Settings(BaseSettings):
         "PostgreSQL is started under data_dir.",
     )
     data_dir: Path = Field(default=Path(".data"), description="Home of the embedded PostgreSQL.")
-    db_pool_size: int = Field(default=10, ge=1, le=200)
-    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # A fixed-size pool by default: connections opened and closed under load (overflow)
+    # cost PostgreSQL a backend process and an authentication handshake each.
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
+    db_pool_timeout_s: float = Field(
+        default=10, gt=0, description="Wait for a connection; then 503"
+    )
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
 
     # --- HTTP ------------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class Database:
             url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            pool_timeout=settings.db_pool_timeout_s,
             pool_recycle=1800,
             connect_args={
                 "server_settings": {

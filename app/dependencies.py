@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ class AppState:
     settings: Settings
     database: Database
     ingest_writer: GroupCommitWriter
+    principals: api_keys.PrincipalCache
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -60,12 +62,16 @@ async def get_principal(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    # A short session of its own: the key lookup must not hold a pooled connection
-    # while the request waits on something else (the group commit, for one).
-    async with state.sessionmaker() as session:
-        return await api_keys.authenticate(
-            session, credentials.credentials if credentials else None
-        )
+    digest = api_keys.check_presented(credentials.credentials if credentials else None)
+    now = time.monotonic()
+    principal = state.principals.get(digest, now)
+    if principal is None:
+        # A short session of its own: the key lookup must not hold a pooled connection
+        # while the request waits on something else (the group commit, for one).
+        async with state.sessionmaker() as session:
+            principal = await api_keys.authenticate(session, digest)
+        state.principals.put(digest, principal, now)
+    return principal
 
 
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:

@@ -312,9 +312,14 @@ class EmbeddedPostgres:
                 last_error = exc
                 logger.warning("embedded postgres did not start on port %s, retrying", port)
                 continue
-            self._state_file.write_text(json.dumps({"port": port}))
             info = self._connection(port)
-            self._ensure_database(info)
+            try:
+                self._ensure_database(info)
+            except (subprocess.SubprocessError, OSError):
+                self._pg_ctl("stop", "-m", "fast", "-w")  # leave no orphan behind
+                raise
+            # Written last: guests connect only to a server that is ready for them.
+            self._state_file.write_text(json.dumps({"port": port}))
             logger.info("embedded postgres ready on 127.0.0.1:%s", port)
             return info
         raise EmbeddedPostgresError(f"embedded postgres failed to start: {last_error}")

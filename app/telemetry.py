@@ -78,6 +78,7 @@ def metrics_exposition() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
+_CONVERTOR = re.compile(r":\w+}")  # "{feedback_id:int}" is labelled "{feedback_id}"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -100,7 +101,8 @@ class RequestTelemetryMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
         token = request_id_var.set(request_id)
         status_holder = [500]
@@ -116,7 +118,7 @@ class RequestTelemetryMiddleware:
             await send(message)
 
         try:
-            declared = dict(scope["headers"]).get(b"content-length")
+            declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 response = problem_response(
                     413,
@@ -134,17 +136,18 @@ class RequestTelemetryMiddleware:
             status = status_holder[0]
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
             HTTP_LATENCY.labels(method, route).observe(elapsed)
-            logger.info(
-                "request",
-                extra={
-                    "fields": {
-                        "method": method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                    }
-                },
-            )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "method": method,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                        }
+                    },
+                )
             request_id_var.reset(token)
 
     @staticmethod
@@ -152,7 +155,7 @@ class RequestTelemetryMiddleware:
         """The matched route's path template (the router records it in the scope):
         raw paths can hold customer ids, and templates keep metric labels few."""
         route = scope.get("route")
-        return str(getattr(route, "path", "unmatched"))
+        return _CONVERTOR.sub("}", str(getattr(route, "path", "unmatched")))
 
 
 def _limited(receive: Receive, limit: int) -> Receive:

@@ -3,7 +3,7 @@
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.api_key import ApiKeyRow
@@ -47,10 +47,21 @@ async def insert(
     return row
 
 
-async def list_page(session: AsyncSession, *, after_id: int | None, limit: int) -> list[ApiKeyRow]:
+async def list_page(
+    session: AsyncSession,
+    *,
+    within_locations: Sequence[str] | None,
+    after_id: int | None,
+    limit: int,
+) -> list[ApiKeyRow]:
     query = select(ApiKeyRow).order_by(ApiKeyRow.id).limit(limit)
     if after_id is not None:
         query = query.where(ApiKeyRow.id > after_id)
+    if within_locations is not None:
+        query = query.where(
+            ApiKeyRow.location_ids.is_not(None),
+            ApiKeyRow.location_ids.contained_by(list(within_locations)),
+        )
     return list((await session.execute(query)).scalars())
 
 
@@ -64,3 +75,17 @@ async def revoke(session: AsyncSession, key_id: int, at: datetime) -> None:
         .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
         .values(revoked_at=at)
     )
+
+
+async def notify_changed(session: AsyncSession, channel: str, payload: str) -> None:
+    await session.execute(
+        text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
+    )
+
+
+_BOOTSTRAP_LOCK_ID = 0x6662_6B5F_6B65_7973
+
+
+async def lock_for_bootstrap(session: AsyncSession) -> None:
+    """Serialise start-up key creation across replicas (released at commit)."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _BOOTSTRAP_LOCK_ID})

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from app.dependencies import Admin, SessionDep
+from app.dependencies import Admin, SessionDep, StateDep
 from app.models.api_key import ApiKeyRow
 from app.models.enums import Scope
 from app.routers.docs import NOT_FOUND
@@ -48,17 +48,21 @@ async def create_api_key(
     return ApiKeyCreated(
         id=str(row.id),
         name=row.name,
-        scopes=body.scopes,
+        scopes=[Scope(s) for s in row.scopes],
         location_ids=row.location_ids,
         key=created.key,
         created_at=row.created_at,
     )
 
 
-@router.get("", summary="List API keys (never the keys themselves)")
+@router.get(
+    "",
+    summary="List API keys (never the keys themselves)",
+    description="A location-restricted admin sees only keys confined to its own locations.",
+)
 async def list_api_keys(
     session: SessionDep,
-    _: Admin,
+    principal: Admin,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> ApiKeyPage:
@@ -68,19 +72,24 @@ async def list_api_keys(
         if len(values) != 1 or not isinstance(values[0], int) or not 0 <= values[0] < 2**63:
             raise cursor_error()
         after_id = values[0]
-    rows = await api_keys.list_keys(session, after_id=after_id, limit=limit + 1)
+    rows = await api_keys.list_keys(session, viewer=principal, after_id=after_id, limit=limit + 1)
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return ApiKeyPage(items=[_out(r) for r in rows[:limit]], next_cursor=next_cursor)
 
 
 @router.delete(
-    "/{key_id}",
+    "/{key_id:int}",
     status_code=204,
     summary="Revoke an API key (effective at once)",
     responses={**NOT_FOUND},
 )
 async def revoke_api_key(
-    key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, principal: Admin
+    key_id: Annotated[int, Path(ge=1, le=2**63 - 1)],
+    session: SessionDep,
+    principal: Admin,
+    state: StateDep,
 ) -> Response:
     await api_keys.revoke_key(session, key_id, by=principal)
+    # This replica forgets at once; the others when the revocation's NOTIFY reaches them.
+    state.principals.clear()
     return Response(status_code=204)

@@ -241,7 +241,7 @@ async def list_feedback(
     )
 
 
-@router.get("/{feedback_id}", summary="Read one feedback event", responses={**NOT_FOUND})
+@router.get("/{feedback_id:int}", summary="Read one feedback event", responses={**NOT_FOUND})
 async def get_feedback(
     feedback_id: FeedbackId, session: SessionDep, principal: FeedbackReader
 ) -> FeedbackOut:

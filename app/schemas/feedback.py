@@ -11,7 +11,6 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     StrictInt,
     StringConstraints,
@@ -23,6 +22,7 @@ from pydantic import (
 from app.models.enums import Channel, IngestVia, ScoreMetric, SentimentLabel
 from app.models.feedback import FeedbackRow
 from app.schemas.common import (
+    EmailAddress,
     LanguageTag,
     Rfc3339Datetime,
     Text64,
@@ -32,6 +32,7 @@ from app.schemas.common import (
 )
 
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+EARLIEST_OCCURRED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_METADATA_BYTES = 16 * 1024
 MAX_TEXT_CHARS = 10_000
 MAX_TAGS = 20
@@ -123,7 +124,7 @@ class Customer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Text128 | None = None
-    email: Annotated[EmailStr, StringConstraints(max_length=320)] | None = None
+    email: EmailAddress | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{1,14}$")] | None = Field(
         default=None, description="E.164, e.g. +4915112345678"
     )
@@ -160,7 +161,8 @@ class FeedbackEventIn(BaseModel):
         description="Idempotency key: 1-128 chars of [A-Za-z0-9._:-], starting alphanumeric."
     )
     occurred_at: Rfc3339Datetime = Field(
-        description="RFC 3339 with offset; at most 5 minutes in the future. Stored in UTC."
+        description="RFC 3339 with offset; from 1970 to at most 5 minutes in the future. "
+        "Stored in UTC."
     )
     channel: Channel
     source: Text64 | None = Field(default=None, description="The producing system.")
@@ -180,9 +182,13 @@ class FeedbackEventIn(BaseModel):
 
     @field_validator("occurred_at")
     @classmethod
-    def _not_in_future(cls, value: datetime) -> datetime:
+    def _plausible_time(cls, value: datetime) -> datetime:
         if value - datetime.now(UTC) > MAX_FUTURE_SKEW:
             raise ValueError("must not be more than 5 minutes in the future")
+        if value < EARLIEST_OCCURRED_AT:
+            # Feedback from before 1970 is a client bug (a zero timestamp, say); and the
+            # extreme 0001-01-01 would round-trip through PostgreSQL as -infinity.
+            raise ValueError("must not be before 1970-01-01T00:00:00Z")
         return value
 
     @field_validator("scores")

@@ -51,13 +51,18 @@ def principal_from_row(row: ApiKeyRow) -> Principal:
     )
 
 
-async def authenticate(session: AsyncSession, presented: str | None) -> Principal:
+def check_presented(presented: str | None) -> bytes:
+    """The digest to look up, or 401 for a missing or malformed key."""
     if not presented:
         raise Unauthenticated("Send 'Authorization: Bearer <api key>'.")
     if not is_well_formed(presented):
         raise Unauthenticated("The API key is not valid.")
+    return hash_key(presented)
+
+
+async def authenticate(session: AsyncSession, digest: bytes) -> Principal:
     # Looking up the digest (not the key) leaks nothing useful through timing.
-    row = await repo.find_active_by_hash(session, hash_key(presented))
+    row = await repo.find_active_by_hash(session, digest)
     if row is None:
         raise Unauthenticated("The API key is not valid or has been revoked.")
     return principal_from_row(row)
@@ -93,8 +98,12 @@ async def create_key(
     return CreatedKey(row=row, key=key)
 
 
-async def list_keys(session: AsyncSession, *, after_id: int | None, limit: int) -> list[ApiKeyRow]:
-    return await repo.list_page(session, after_id=after_id, limit=limit)
+async def list_keys(
+    session: AsyncSession, *, viewer: Principal | None, after_id: int | None, limit: int
+) -> list[ApiKeyRow]:
+    """A location-restricted viewer sees only keys confined to its own locations."""
+    within = viewer.readable_locations() if viewer is not None else None
+    return await repo.list_page(session, within_locations=within, after_id=after_id, limit=limit)
 
 
 async def revoke_key(session: AsyncSession, key_id: int, *, by: Principal | None) -> None:
@@ -109,12 +118,15 @@ async def revoke_key(session: AsyncSession, key_id: int, *, by: Principal | None
     ):
         raise Forbidden("This API key may not revoke keys beyond its locations.")
     await repo.revoke(session, key_id, datetime.now(UTC))
+    # Delivered at commit to every replica, which then forget the keys they cached.
+    await repo.notify_changed(session, KEYS_CHANGED_CHANNEL, str(key_id))
     logger.info("api key revoked", extra={"fields": {"key_id": key_id}})
 
 
 async def ensure_bootstrap_keys(session: AsyncSession, bootstrap_key: str | None) -> str | None:
     """Create ``FEEDBACK_BOOTSTRAP_ADMIN_KEY`` if missing; with no key at all, create an
     admin key and return it, so the caller can show it once."""
+    await repo.lock_for_bootstrap(session)  # replicas starting together: one creates
     if bootstrap_key is not None:
         if not is_well_formed(bootstrap_key):
             raise ValueError(
@@ -137,3 +149,47 @@ async def ensure_bootstrap_keys(session: AsyncSession, bootstrap_key: str | None
         )
         return created.key
     return None
+
+
+KEYS_CHANGED_CHANNEL = "feedback_api_keys_changed"
+CACHE_MAX_ENTRIES = 10_000
+CACHE_MAX_AGE_S = 300.0
+
+
+class PrincipalCache:
+    """Authenticated keys by digest, so that a request needs no database round trip.
+
+    Correctness rests on notifications: every revocation NOTIFYs all replicas in the
+    revoking transaction, and a notification empties the cache. While the listening
+    connection is down the cache stores nothing (``trusted`` is False), so a revocation
+    is never missed; ``CACHE_MAX_AGE_S`` is only a backstop. Unknown keys are never
+    cached (no memory to exhaust by guessing).
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[bytes, tuple[Principal, float]] = {}
+        self.trusted = False
+
+    def get(self, digest: bytes, now: float) -> Principal | None:
+        entry = self._entries.get(digest)
+        if entry is None or not self.trusted:
+            return None
+        principal, stored_at = entry
+        if now - stored_at > CACHE_MAX_AGE_S:
+            del self._entries[digest]
+            return None
+        return principal
+
+    def put(self, digest: bytes, principal: Principal, now: float) -> None:
+        if not self.trusted:
+            return
+        if len(self._entries) >= CACHE_MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[digest] = (principal, now)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def set_trusted(self, connected: bool) -> None:
+        self._entries.clear()
+        self.trusted = connected

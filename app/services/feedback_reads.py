@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,10 +26,11 @@ def _decode_position(cursor: str) -> tuple[datetime, int]:
     try:
         occurred_at = datetime.fromisoformat(values[0])
         row_id = int(values[1])
-    except (IndexError, TypeError, ValueError):
+        if occurred_at.tzinfo is None or len(values) != 2 or not 0 <= row_id < 2**63:
+            raise ValueError("not a cursor of ours")
+        occurred_at = occurred_at.astimezone(UTC)
+    except (IndexError, TypeError, ValueError, OverflowError):
         raise cursor_error() from None
-    if occurred_at.tzinfo is None or len(values) != 2 or not 0 <= row_id < 2**63:
-        raise cursor_error()
     return occurred_at, row_id
 
 

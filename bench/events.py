@@ -1,0 +1,117 @@
+"""Realistic feedback events as pre-encoded HTTP requests.
+
+Encoding JSON per request would cost the load generator more CPU than the server spends
+on some requests, so each event is encoded once with a marker where its sequence number
+goes; a request is then a few byte joins. The sequence number is zero-padded to a fixed
+width, so every request of one kind has the same Content-Length and one header block.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+SEQ_MARK = "{seq}"
+SEQ_DIGITS = 10
+BATCH_EVENTS = 500  # events per batch request, and per COPY call of the baseline
+
+
+def seq_text(seq: int) -> str:
+    return str(seq).zfill(SEQ_DIGITS)
+
+
+def event_id(id_prefix: str, seq: str) -> str:
+    return f"{id_prefix}-{seq}"
+
+
+def customer_id(id_prefix: str, seq: str) -> str:
+    return f"C-{id_prefix}-{seq}"
+
+
+def event_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
+    """The shape of tests/conftest.py ``make_event``: every field a channel system sends.
+
+    Every event gets its own customer id as well as its own event id: with one shared
+    customer, concurrent transactions would queue on that customer's row lock and the
+    benchmark would measure lock waits instead of ingest cost.
+    """
+    return {
+        "event_id": event_id(id_prefix, SEQ_MARK),
+        "occurred_at": occurred_at.isoformat(),
+        "channel": "in_store",
+        "source": "pos-eu",
+        "customer": {
+            "id": customer_id(id_prefix, SEQ_MARK),
+            "email": "ana@example.com",
+            "phone": "+4915112345678",
+            "name": "Ana Roth",
+            "locale": "de-DE",
+        },
+        "location_id": "store-berlin-01",
+        "touchpoint": "checkout",
+        "journey_stage": "purchase",
+        "scores": [{"metric": "nps", "value": 3}, {"metric": "csat", "value": 2, "scale": 5}],
+        "text": "Die Schlange war 20 Minuten lang und niemand hat geholfen.",
+        "language": "de",
+        "tags": ["queue", "staff"],
+        "metadata": {"receipt": "R-88812", "register": 4},
+    }
+
+
+class EventTemplate:
+    """One encoded event whose ids are filled in per sequence number."""
+
+    def __init__(self, id_prefix: str) -> None:
+        # A minute ago: the service rejects events more than 5 minutes in the future.
+        occurred_at = datetime.now(UTC) - timedelta(minutes=1)
+        encoded = orjson.dumps(event_document(id_prefix, occurred_at))
+        self._parts = encoded.split(SEQ_MARK.encode())
+
+    def render(self, seq: int) -> bytes:
+        return seq_text(seq).encode().join(self._parts)
+
+
+SINGLE_PATH = "/v1/feedback"
+BATCH_PATH = "/v1/feedback/batch"
+
+
+class RequestFactory:
+    """POST requests for one endpoint, each with events never sent before.
+
+    ``events_per_request`` 1 sends a bare event to SINGLE_PATH; more sends a
+    ``{"events": [...]}`` envelope to BATCH_PATH.
+    """
+
+    def __init__(
+        self, *, port: int, token: str | None, events_per_request: int, id_prefix: str
+    ) -> None:
+        self._template = EventTemplate(id_prefix)
+        self._events_per_request = events_per_request
+        self._next_seq = 0
+        content_length = len(self._body(0))
+        path = SINGLE_PATH if events_per_request == 1 else BATCH_PATH
+        headers = [
+            f"POST {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{port}",
+            "Content-Type: application/json",
+            f"Content-Length: {content_length}",
+        ]
+        if token is not None:
+            headers.append(f"Authorization: Bearer {token}")
+        self._head = ("\r\n".join(headers) + "\r\n\r\n").encode()
+
+    def next_request(self) -> bytes:
+        body = self._body(self._next_seq)
+        self._next_seq += self._events_per_request
+        return self._head + body
+
+    def _body(self, first_seq: int) -> bytes:
+        if self._events_per_request == 1:
+            return self._template.render(first_seq)
+        events = b",".join(
+            self._template.render(seq)
+            for seq in range(first_seq, first_seq + self._events_per_request)
+        )
+        return b'{"events":[' + events + b"]}"
