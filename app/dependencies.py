@@ -33,7 +33,9 @@ class AppState:
         return self.database.sessionmaker
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async on purpose: FastAPI runs plain-def dependencies in a thread pool, a thread
+    # hand-off per request that cost more than everything else this function does.
     state: AppState = request.app.state.services
     return state
 

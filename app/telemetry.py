@@ -95,6 +95,7 @@ class RequestTelemetryMiddleware:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.large_body_paths = large_body_paths
+        self._series_cache: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -134,8 +135,9 @@ class RequestTelemetryMiddleware:
             route = self._route(scope)
             method = scope["method"]
             status = status_holder[0]
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
+            counter, histogram = self._series(method, route, status)
+            counter.inc()
+            histogram.observe(elapsed)
             if logger.isEnabledFor(logging.INFO):
                 logger.info(
                     "request",
@@ -149,6 +151,19 @@ class RequestTelemetryMiddleware:
                     },
                 )
             request_id_var.reset(token)
+
+    def _series(self, method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        """Label lookups cost microseconds each; the label sets are few (route templates),
+        so their series are kept at hand."""
+        key = (method, route, status)
+        series = self._series_cache.get(key)
+        if series is None:
+            series = (
+                HTTP_REQUESTS.labels(method, route, str(status)),
+                HTTP_LATENCY.labels(method, route),
+            )
+            self._series_cache[key] = series
+        return series
 
     @staticmethod
     def _route(scope: Scope) -> str:

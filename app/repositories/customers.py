@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,10 +27,11 @@ _UPSERT_SQL = text(
     """
     INSERT INTO customers (customer_id, email, phone, name, locale,
                            first_seen_at, last_seen_at, feedback_count)
-    SELECT * FROM unnest(CAST(:customer_id AS varchar[]), CAST(:email AS varchar[]),
-                         CAST(:phone AS varchar[]), CAST(:name AS varchar[]),
-                         CAST(:locale AS varchar[]), CAST(:first_seen_at AS timestamptz[]),
-                         CAST(:last_seen_at AS timestamptz[]), CAST(:feedback_count AS int[]))
+    SELECT r.customer_id, r.email, r.phone, r.name, r.locale,
+           r.first_seen_at, r.last_seen_at, r.feedback_count
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r(customer_id varchar, email varchar, phone varchar, name varchar, locale varchar,
+              first_seen_at timestamptz, last_seen_at timestamptz, feedback_count int)
     ON CONFLICT (customer_id) DO UPDATE SET
         email = CASE WHEN excluded.last_seen_at >= customers.last_seen_at
                      THEN coalesce(excluded.email, customers.email)
@@ -55,16 +57,5 @@ async def record_sightings(session: AsyncSession, sightings: Sequence[CustomerSi
     if not sightings:
         return
     ordered = sorted(sightings, key=lambda s: s.customer_id)
-    await session.execute(
-        _UPSERT_SQL,
-        {
-            "customer_id": [s.customer_id for s in ordered],
-            "email": [s.email for s in ordered],
-            "phone": [s.phone for s in ordered],
-            "name": [s.name for s in ordered],
-            "locale": [s.locale for s in ordered],
-            "first_seen_at": [s.first_seen_at for s in ordered],
-            "last_seen_at": [s.last_seen_at for s in ordered],
-            "feedback_count": [s.feedback_count for s in ordered],
-        },
-    )
+    # orjson serialises the (slotted) dataclasses field by field, datetimes as RFC 3339.
+    await session.execute(_UPSERT_SQL, {"rows": orjson.dumps(ordered).decode()})

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
+import orjson
 from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,12 +15,11 @@ from app.models.enums import Channel, SentimentLabel
 from app.models.feedback import FeedbackRow
 
 
-@dataclass(slots=True)
-class NewFeedback:
-    """One row for ``insert_new``; tags and metadata arrive JSON-encoded."""
+class NewFeedback(TypedDict):
+    """One row for ``insert_new``, as it travels to PostgreSQL (in one JSON document)."""
 
     event_id: str
-    content_hash: bytes
+    content_hash: str  # hex
     occurred_at: datetime
     ingested_via: str
     channel: str
@@ -43,51 +43,50 @@ class NewFeedback:
     language: str | None
     sentiment_label: str | None
     sentiment_score: float | None
-    tags_json: str
-    metadata_json: str | None
+    tags: list[str]
+    metadata: dict[str, Any] | None
 
 
-_COLUMN_TYPES: tuple[tuple[str, str], ...] = (
-    ("event_id", "varchar[]"),
-    ("content_hash", "bytea[]"),
-    ("occurred_at", "timestamptz[]"),
-    ("ingested_via", "varchar[]"),
-    ("channel", "varchar[]"),
-    ("source", "varchar[]"),
-    ("customer_id", "varchar[]"),
-    ("customer_email", "varchar[]"),
-    ("customer_phone", "varchar[]"),
-    ("customer_name", "varchar[]"),
-    ("customer_locale", "varchar[]"),
-    ("location_id", "varchar[]"),
-    ("touchpoint", "varchar[]"),
-    ("journey_stage", "varchar[]"),
-    ("nps", "smallint[]"),
-    ("csat", "smallint[]"),
-    ("csat_scale", "smallint[]"),
-    ("ces", "smallint[]"),
-    ("ces_scale", "smallint[]"),
-    ("rating", "smallint[]"),
-    ("rating_scale", "smallint[]"),
-    ("text", "text[]"),
-    ("language", "varchar[]"),
-    ("sentiment_label", "varchar[]"),
-    ("sentiment_score", "float8[]"),
-    ("tags_json", "text[]"),
-    ("metadata_json", "text[]"),
+_RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "varchar"),
+    ("content_hash", "text"),
+    ("occurred_at", "timestamptz"),
+    ("ingested_via", "varchar"),
+    ("channel", "varchar"),
+    ("source", "varchar"),
+    ("customer_id", "varchar"),
+    ("customer_email", "varchar"),
+    ("customer_phone", "varchar"),
+    ("customer_name", "varchar"),
+    ("customer_locale", "varchar"),
+    ("location_id", "varchar"),
+    ("touchpoint", "varchar"),
+    ("journey_stage", "varchar"),
+    ("nps", "smallint"),
+    ("csat", "smallint"),
+    ("csat_scale", "smallint"),
+    ("ces", "smallint"),
+    ("ces_scale", "smallint"),
+    ("rating", "smallint"),
+    ("rating_scale", "smallint"),
+    ("text", "text"),
+    ("language", "varchar"),
+    ("sentiment_label", "varchar"),
+    ("sentiment_score", "float8"),
+    ("tags", "varchar[]"),
+    ("metadata", "jsonb"),
 )
-_STORED_COLUMNS = [name for name, _ in _COLUMN_TYPES if not name.endswith("_json")]
+_CONVERTED = {"content_hash": "decode(r.content_hash, 'hex')"}
 
-# One statement for any number of rows: each column travels as one array parameter,
-# so 1,000 events cost one round trip and no per-row SQL.
+# All rows travel as one JSON parameter that PostgreSQL unpacks in C: binding one array
+# per column made the driver encode (and type-check) every element in Python, a fifth
+# of the batch endpoint's CPU. One statement and one round trip for any number of rows.
 _INSERT_SQL = text(
     f"""
-    INSERT INTO feedback ({", ".join(_STORED_COLUMNS)}, tags, metadata)
-    SELECT {", ".join("u." + name for name in _STORED_COLUMNS)},
-           ARRAY(SELECT jsonb_array_elements_text(u.tags_json::jsonb))::varchar[],
-           u.metadata_json::jsonb
-    FROM unnest({", ".join(f"CAST(:{name} AS {sql_type})" for name, sql_type in _COLUMN_TYPES)})
-         AS u({", ".join(name for name, _ in _COLUMN_TYPES)})
+    INSERT INTO feedback ({", ".join(name for name, _ in _RECORD_COLUMNS)})
+    SELECT {", ".join(_CONVERTED.get(name, "r." + name) for name, _ in _RECORD_COLUMNS)}
+    FROM json_to_recordset(CAST(:rows AS json))
+         AS r({", ".join(f"{name} {sql_type}" for name, sql_type in _RECORD_COLUMNS)})
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id, event_id
     """
@@ -102,11 +101,7 @@ async def insert_new(session: AsyncSession, rows: Sequence[NewFeedback]) -> dict
     """
     if not rows:
         return {}
-    params: dict[str, list[Any]] = {name: [] for name, _ in _COLUMN_TYPES}
-    for row in rows:
-        for name, _ in _COLUMN_TYPES:
-            params[name].append(getattr(row, name))
-    result = await session.execute(_INSERT_SQL, params)
+    result = await session.execute(_INSERT_SQL, {"rows": orjson.dumps(rows).decode()})
     return {event_id: row_id for row_id, event_id in result.all()}
 
 

@@ -20,7 +20,8 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def reject_unstorable(value: str) -> str:
-    if _UNSTORABLE.search(value):
+    # Surrogates are never ASCII: plain ASCII text needs only the (fast) NUL test.
+    if "\x00" in value or (not value.isascii() and _UNSTORABLE.search(value)):
         raise ValueError("must not contain NUL characters or unpaired surrogates")
     return value
 

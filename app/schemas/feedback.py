@@ -70,6 +70,9 @@ EXAMPLE_EVENT: dict[str, Any] = {
 }
 
 
+_METRIC_ORDER = {metric: position for position, metric in enumerate(ScoreMetric)}
+
+
 class Score(BaseModel):
     """One score. Every metric is "higher is better".
 
@@ -199,7 +202,8 @@ class FeedbackEventIn(BaseModel):
             if score.metric in seen:
                 raise ValueError(f"metric {score.metric.value} given more than once")
             seen.add(score.metric)
-        return scores
+        # One canonical order (as reads return them), so equal events hash alike.
+        return sorted(scores, key=lambda score: _METRIC_ORDER[score.metric])
 
     @field_validator("text")
     @classmethod

@@ -35,9 +35,13 @@ def content_hash(event: FeedbackEventIn) -> bytes:
     """Digest of the event's meaning: the same event sent again hashes alike even if
     keys are reordered, offsets differ for the same instant, or a default scale is
     spelled out."""
-    canonical = event.model_dump(mode="json", exclude={"event_id"})
-    canonical["scores"] = sorted(canonical["scores"], key=lambda s: s["metric"])
-    return hashlib.sha256(orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)).digest()
+    # Fields serialise in declaration order and scores are in metric order after
+    # validation; only metadata (free-form, any key order) needs its keys sorted.
+    digest = hashlib.sha256(
+        event.__pydantic_serializer__.to_json(event, exclude={"event_id", "metadata"})
+    )
+    digest.update(orjson.dumps(event.metadata, option=orjson.OPT_SORT_KEYS))
+    return digest.digest()
 
 
 def _new_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedback:
@@ -48,7 +52,7 @@ def _new_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedba
     rating = event.score(ScoreMetric.RATING)
     return NewFeedback(
         event_id=event.event_id,
-        content_hash=digest,
+        content_hash=digest.hex(),
         occurred_at=event.occurred_at,
         ingested_via=via.value,
         channel=event.channel.value,
@@ -72,8 +76,8 @@ def _new_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedba
         language=event.language,
         sentiment_label=None,
         sentiment_score=None,
-        tags_json=orjson.dumps(event.tags).decode(),
-        metadata_json=orjson.dumps(event.metadata).decode() if event.metadata is not None else None,
+        tags=event.tags,
+        metadata=event.metadata,
     )
 
 
