@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from app.models.enums import IngestVia
 from app.schemas.feedback import FeedbackEventIn
 
 # Private, but the point of the baseline is to store exactly what the service stores.
-from app.services.ingest import _new_row, content_hash
+from app.services.ingest import content_hash, feedback_row
 from bench.events import BATCH_EVENTS, EventTemplate, customer_id, event_id, seq_text
 from bench.load import LoadResult, closed_loop
 
@@ -85,10 +85,9 @@ class CopyRows:
 
     def __init__(self, id_prefix: str) -> None:
         event = FeedbackEventIn.model_validate_json(EventTemplate(id_prefix).render(0))
-        row = _new_row(event, content_hash(event), IngestVia.REST)
-        fields = {name: value for name, value in asdict(row).items() if not name.endswith("_json")}
-        fields["tags"] = orjson.loads(row.tags_json)
-        fields["metadata"] = row.metadata_json  # asyncpg takes jsonb as JSON text
+        fields: dict[str, Any] = dict(feedback_row(event, content_hash(event), IngestVia.REST))
+        fields["content_hash"] = bytes.fromhex(fields["content_hash"])
+        fields["metadata"] = orjson.dumps(fields["metadata"]).decode()  # jsonb as JSON text
         self.columns = list(fields)
         self._base = list(fields.values())
         self._event_id_at = self.columns.index("event_id")

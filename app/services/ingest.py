@@ -44,7 +44,7 @@ def content_hash(event: FeedbackEventIn) -> bytes:
     return digest.digest()
 
 
-def _new_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedback:
+def feedback_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedback:
     customer = event.customer
     nps = event.score(ScoreMetric.NPS)
     csat = event.score(ScoreMetric.CSAT)
@@ -128,7 +128,7 @@ async def ingest_events(
 
     firsts = sorted(first_index.items())  # event_id order: see insert_new
     inserted = await feedback_repo.insert_new(
-        session, [_new_row(events[i], digests[i], via) for _, i in firsts]
+        session, [feedback_row(events[i], digests[i], via) for _, i in firsts]
     )
     already_stored = await feedback_repo.find_by_event_ids(
         session, [event_id for event_id, _ in firsts if event_id not in inserted]
