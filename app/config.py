@@ -61,6 +61,14 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Single events waiting for a group commit (bounded)."
     )
 
+    # --- tracing ---------------------------------------------------------------------------
+    otel_enabled: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry tracing, metrics and logs (global "
+        "providers; FASTAPI_OTEL_AUTO_CONFIGURE=true sets exporters from OTEL_* variables). "
+        "Off by default: it costs every request even with no exporter.",
+    )
+
     # --- logs ------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -118,6 +118,9 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        telemetry=None
+        if settings.otel_enabled
+        else {"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_middleware(
         RequestTelemetryMiddleware,
