@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from alembic import command
 from alembic.config import Config
@@ -22,6 +25,13 @@ from sqlalchemy.ext.asyncio import (
 
 from app.config import Settings
 from app.embedded_postgres import EmbeddedPostgres
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    DriverConnection: TypeAlias = asyncpg.Connection[asyncpg.Record]
+else:
+    DriverConnection: TypeAlias = Any
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +116,21 @@ class Database:
             sessionmaker=async_sessionmaker(engine, expire_on_commit=False),
             embedded=embedded,
         )
+
+    @asynccontextmanager
+    async def driver_connection(self) -> AsyncIterator[DriverConnection]:
+        """A pooled connection as the asyncpg connection itself.
+
+        The ingest write path runs its few set-based statements on it directly: through
+        the ORM session a transaction cost ~900 us of CPU, on the driver ~350 us, and
+        single-event ingest runs many small transactions. The pool still owns the
+        connection (sizing, recycling, invalidation on failure)."""
+        async with self.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            if raw.driver_connection is None:  # only after the pool invalidated it
+                raise ConnectionError("the pooled database connection is gone")
+            driver: DriverConnection = raw.driver_connection
+            yield driver
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             ],
         )
         writer = GroupCommitWriter(
-            database.sessionmaker,
+            database,
             max_group=settings.ingest_group_max_events,
             writers=settings.ingest_group_writers,
             queue_size=settings.ingest_queue_size,

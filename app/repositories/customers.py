@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db import DriverConnection
 
 
 @dataclass(slots=True)
@@ -23,13 +23,12 @@ class CustomerSighting:
     feedback_count: int
 
 
-_UPSERT_SQL = text(
-    """
+_UPSERT_SQL = """
     INSERT INTO customers (customer_id, email, phone, name, locale,
                            first_seen_at, last_seen_at, feedback_count)
     SELECT r.customer_id, r.email, r.phone, r.name, r.locale,
            r.first_seen_at, r.last_seen_at, r.feedback_count
-    FROM json_to_recordset(CAST(:rows AS json))
+    FROM json_to_recordset($1::json)
          AS r(customer_id varchar, email varchar, phone varchar, name varchar, locale varchar,
               first_seen_at timestamptz, last_seen_at timestamptz, feedback_count int)
     ON CONFLICT (customer_id) DO UPDATE SET
@@ -48,14 +47,15 @@ _UPSERT_SQL = text(
         first_seen_at = least(customers.first_seen_at, excluded.first_seen_at),
         last_seen_at = greatest(customers.last_seen_at, excluded.last_seen_at),
         feedback_count = customers.feedback_count + excluded.feedback_count
-    """
-)
+"""
 
 
-async def record_sightings(session: AsyncSession, sightings: Sequence[CustomerSighting]) -> None:
+async def record_sightings(
+    connection: DriverConnection, sightings: Sequence[CustomerSighting]
+) -> None:
     """Upsert in customer_id order, so concurrent transactions lock rows alike."""
     if not sightings:
         return
     ordered = sorted(sightings, key=lambda s: s.customer_id)
     # orjson serialises the (slotted) dataclasses field by field, datetimes as RFC 3339.
-    await session.execute(_UPSERT_SQL, {"rows": orjson.dumps(ordered).decode()})
+    await connection.execute(_UPSERT_SQL, orjson.dumps(ordered).decode())

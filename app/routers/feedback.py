@@ -170,7 +170,7 @@ async def ingest_batch(
         results[index] = BatchItemResult(
             index=index, event_id=_item_event_id(item), status=IngestStatus.REJECTED, errors=checked
         )
-    outcomes = await commit_ingest(state.sessionmaker, valid, IngestVia.REST)
+    outcomes = await commit_ingest(state.database, valid, IngestVia.REST)
     for index, outcome in zip(valid_indexes, outcomes, strict=True):
         results[index] = BatchItemResult(
             index=index,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import DriverConnection
 from app.models.enums import IngestVia, ScoreMetric
 from app.repositories import customers as customers_repo
 from app.repositories import feedback as feedback_repo
@@ -118,7 +118,7 @@ def _sightings(events: Sequence[FeedbackEventIn]) -> list[CustomerSighting]:
 
 
 async def ingest_events(
-    session: AsyncSession, events: Sequence[FeedbackEventIn], via: IngestVia
+    connection: DriverConnection, events: Sequence[FeedbackEventIn], via: IngestVia
 ) -> list[IngestOutcome]:
     """Store a group of validated events; one outcome per event, in input order."""
     digests = [content_hash(event) for event in events]
@@ -128,13 +128,13 @@ async def ingest_events(
 
     firsts = sorted(first_index.items())  # event_id order: see insert_new
     inserted = await feedback_repo.insert_new(
-        session, [feedback_row(events[i], digests[i], via) for _, i in firsts]
+        connection, [feedback_row(events[i], digests[i], via) for _, i in firsts]
     )
     already_stored = await feedback_repo.find_by_event_ids(
-        session, [event_id for event_id, _ in firsts if event_id not in inserted]
+        connection, [event_id for event_id, _ in firsts if event_id not in inserted]
     )
     await customers_repo.record_sightings(
-        session, _sightings([events[first_index[event_id]] for event_id in inserted])
+        connection, _sightings([events[first_index[event_id]] for event_id in inserted])
     )
 
     outcomes: list[IngestOutcome] = []

@@ -1,7 +1,7 @@
 """Ingest transactions: the owner of every ingest commit.
 
-``commit_ingest`` runs the shared pipeline in one transaction and commits it; the
-batch endpoint (and the Kafka consumer) call it directly.
+``commit_ingest`` runs the shared pipeline in one transaction on a pooled connection
+and commits it; the batch endpoint (and the Kafka consumer) call it directly.
 
 ``GroupCommitWriter`` serves single-event POSTs: concurrent requests queue their
 validated event and wait; a writer takes everything queued (up to a cap) into one
@@ -13,13 +13,13 @@ of a transaction is shared. With no concurrency a group is one event and nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
+from app.db import Database, DriverConnection
 from app.errors import ServiceUnavailable
 from app.models.enums import IngestVia
 from app.schemas.feedback import FeedbackEventIn
@@ -29,20 +29,26 @@ from app.telemetry import INGEST_GROUP_SIZE, INGEST_LATENCY, record_ingest
 logger = logging.getLogger(__name__)
 
 
-async def commit_ingest(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    events: Sequence[FeedbackEventIn],
-    via: IngestVia,
+async def ingest_in_transaction(
+    connection: DriverConnection, events: Sequence[FeedbackEventIn], via: IngestVia
 ) -> list[IngestOutcome]:
-    if not events:
-        return []
+    """Run the pipeline in one transaction on ``connection`` and commit it."""
     started = time.perf_counter()
-    async with sessionmaker() as session, session.begin():
-        outcomes = await ingest_events(session, events, via)
+    async with connection.transaction():
+        outcomes = await ingest_events(connection, events, via)
     INGEST_LATENCY.labels(via.value).observe(time.perf_counter() - started)
     INGEST_GROUP_SIZE.labels(via.value).observe(len(events))
     record_ingest(events, outcomes, via)
     return outcomes
+
+
+async def commit_ingest(
+    database: Database, events: Sequence[FeedbackEventIn], via: IngestVia
+) -> list[IngestOutcome]:
+    if not events:
+        return []
+    async with database.driver_connection() as connection:
+        return await ingest_in_transaction(connection, events, via)
 
 
 @dataclass(slots=True)
@@ -54,13 +60,13 @@ class _Waiting:
 class GroupCommitWriter:
     def __init__(
         self,
-        sessionmaker: async_sessionmaker[AsyncSession],
+        database: Database,
         *,
         max_group: int,
         writers: int,
         queue_size: int,
     ) -> None:
-        self._sessionmaker = sessionmaker
+        self._database = database
         self._max_group = max_group
         self._writer_count = writers
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue(maxsize=queue_size)
@@ -97,22 +103,37 @@ class GroupCommitWriter:
         return await asyncio.shield(waiting.answer)
 
     async def _run(self) -> None:
-        while True:
-            group = [await self._queue.get()]
-            while len(group) < self._max_group and not self._queue.empty():
-                group.append(self._queue.get_nowait())
-            try:
-                outcomes = await commit_ingest(
-                    self._sessionmaker, [w.event for w in group], IngestVia.REST
-                )
-            except Exception as exc:  # every waiter gets the failure; nothing is half-stored
-                for waiting in group:
-                    if not waiting.answer.done():
-                        waiting.answer.set_exception(exc)
-            else:
-                for waiting, outcome in zip(group, outcomes, strict=True):
-                    if not waiting.answer.done():
-                        waiting.answer.set_result(outcome)
-            finally:
-                for _ in group:
-                    self._queue.task_done()
+        # Each writer keeps one pooled connection across groups: checking one out and
+        # back per transaction cost more CPU than the transaction's own statements.
+        held = contextlib.AsyncExitStack()
+        connection: DriverConnection | None = None
+        try:
+            while True:
+                group = [await self._queue.get()]
+                while len(group) < self._max_group and not self._queue.empty():
+                    group.append(self._queue.get_nowait())
+                try:
+                    if connection is None:
+                        connection = await held.enter_async_context(
+                            self._database.driver_connection()
+                        )
+                    outcomes = await ingest_in_transaction(
+                        connection, [w.event for w in group], IngestVia.REST
+                    )
+                except Exception as exc:  # every waiter gets the failure; nothing half-stored
+                    for waiting in group:
+                        if not waiting.answer.done():
+                            waiting.answer.set_exception(exc)
+                    # The connection may be what failed: the next group takes a fresh one.
+                    connection = None
+                    with contextlib.suppress(Exception):
+                        await held.aclose()
+                else:
+                    for waiting, outcome in zip(group, outcomes, strict=True):
+                        if not waiting.answer.done():
+                            waiting.answer.set_result(outcome)
+                finally:
+                    for _ in group:
+                        self._queue.task_done()
+        finally:
+            await held.aclose()
