@@ -99,8 +99,9 @@ class GroupCommitWriter:
             self._queue.put_nowait(waiting)
         except asyncio.QueueFull:
             raise ServiceUnavailable("Ingest queue is full; retry shortly.") from None
-        # shield: a client that disconnects must not cancel an answer other code awaits.
-        return await asyncio.shield(waiting.answer)
+        # A client that disconnects cancels this future; its event is still stored with
+        # its group (the writer skips answering a cancelled future).
+        return await waiting.answer
 
     async def _run(self) -> None:
         # Each writer keeps one pooled connection across groups: checking one out and
