@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from app.config import Settings
 from app.db import Database
-from app.dependencies import AppState
+from app.dependencies import SECURITY_SCHEME, AppState
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.routers import api_keys, feedback, operations
 from app.routers.docs import problem
@@ -147,7 +147,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=app.openapi_tags,
     )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    schema.setdefault("components", {})["securitySchemes"] = {"ApiKey": SECURITY_SCHEME}
+    components = schema["components"].setdefault("schemas", {})
     _, extra = models_json_schema(
         [(FeedbackEventIn, "validation"), (BatchRequest, "validation"), (Problem, "validation")],
         ref_template="#/components/schemas/{model}",
@@ -155,8 +156,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.update(extra.get("$defs", {}))
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
-    for path_item in schema.get("paths", {}).values():
+    for path, path_item in schema.get("paths", {}).items():
         for operation in path_item.values():
+            if path.startswith("/v1/"):
+                operation["security"] = [{"ApiKey": []}]
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation or operation.get("parameters"):
                 responses["422"] = problem("Validation failed: `errors` lists every bad field.")
