@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -27,11 +28,22 @@ from app.config import Settings
 from app.embedded_postgres import EmbeddedPostgres
 
 if TYPE_CHECKING:
-    import asyncpg
-
     DriverConnection: TypeAlias = asyncpg.Connection[asyncpg.Record]
 else:
     DriverConnection: TypeAlias = Any
+
+# What the driver raises when the connection (not the statement) failed.
+DRIVER_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+    # The protocol still consuming a killed backend's error when the transaction tries
+    # to roll back ("another operation is in progress"): the connection is unusable.
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +115,10 @@ class Database:
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_s,
             pool_recycle=1800,
+            # A ping per checkout finds connections that died with a database restart
+            # before a request does. The hot ingest path holds its connections and
+            # does not pay it.
+            pool_pre_ping=True,
             connect_args={
                 "server_settings": {
                     "application_name": "feedback-service",
@@ -130,7 +146,12 @@ class Database:
             if raw.driver_connection is None:  # only after the pool invalidated it
                 raise ConnectionError("the pooled database connection is gone")
             driver: DriverConnection = raw.driver_connection
-            yield driver
+            try:
+                yield driver
+            except DRIVER_CONNECTION_ERRORS:
+                # SQLAlchemy did not see this failure: tell the pool to discard it.
+                await connection.invalidate()
+                raise
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from app.db import Database, DriverConnection
+from app.db import DRIVER_CONNECTION_ERRORS, Database, DriverConnection
 from app.errors import ServiceUnavailable
 from app.models.enums import IngestVia
 from app.schemas.feedback import FeedbackEventIn
@@ -106,29 +106,18 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         # Each writer keeps one pooled connection across groups: checking one out and
         # back per transaction cost more CPU than the transaction's own statements.
-        held = contextlib.AsyncExitStack()
-        connection: DriverConnection | None = None
+        held = _HeldConnection(self._database)
         try:
             while True:
                 group = [await self._queue.get()]
                 while len(group) < self._max_group and not self._queue.empty():
                     group.append(self._queue.get_nowait())
                 try:
-                    if connection is None:
-                        connection = await held.enter_async_context(
-                            self._database.driver_connection()
-                        )
-                    outcomes = await ingest_in_transaction(
-                        connection, [w.event for w in group], IngestVia.REST
-                    )
+                    outcomes = await self._commit_group(held, [w.event for w in group])
                 except Exception as exc:  # every waiter gets the failure; nothing half-stored
                     for waiting in group:
                         if not waiting.answer.done():
                             waiting.answer.set_exception(exc)
-                    # The connection may be what failed: the next group takes a fresh one.
-                    connection = None
-                    with contextlib.suppress(Exception):
-                        await held.aclose()
                 else:
                     for waiting, outcome in zip(group, outcomes, strict=True):
                         if not waiting.answer.done():
@@ -137,4 +126,41 @@ class GroupCommitWriter:
                     for _ in group:
                         self._queue.task_done()
         finally:
-            await held.aclose()
+            await held.release()
+
+    async def _commit_group(
+        self, held: _HeldConnection, events: list[FeedbackEventIn]
+    ) -> list[IngestOutcome]:
+        """Commit on the held connection; if the connection itself failed (a database
+        restart, a killed backend), once more on a fresh one. Retrying is safe: an event
+        whose first attempt did commit comes back as a duplicate, stored once."""
+        for attempt in (1, 2):
+            try:
+                return await ingest_in_transaction(await held.get(), events, IngestVia.REST)
+            except DRIVER_CONNECTION_ERRORS:
+                await held.release()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+class _HeldConnection:
+    """One pooled driver connection kept across transactions, replaced after failure."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+        self._stack = contextlib.AsyncExitStack()
+        self._connection: DriverConnection | None = None
+
+    async def get(self) -> DriverConnection:
+        if self._connection is None:
+            self._connection = await self._stack.enter_async_context(
+                self._database.driver_connection()
+            )
+        return self._connection
+
+    async def release(self) -> None:
+        self._connection = None
+        with contextlib.suppress(Exception):
+            await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
