@@ -93,6 +93,7 @@ def _new_request_id() -> str:
     return f"{_REQUEST_ID_PREFIX}{next(_request_sequence):08x}"
 
 
+_PLAIN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 _CONVERTOR = re.compile(r":\w+}")  # "{feedback_id:int}" is labelled "{feedback_id}"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -147,9 +148,9 @@ class RequestTelemetryMiddleware:
             await self.app(scope, _limited(receive, limit), send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = self._route(scope)
             method = scope["method"]
             status = status_holder[0]
+            route = self._route(scope, status)
             counter, histogram = self._series(method, route, status)
             counter.inc()
             histogram.observe(elapsed)
@@ -181,11 +182,15 @@ class RequestTelemetryMiddleware:
         return series
 
     @staticmethod
-    def _route(scope: Scope) -> str:
-        """The matched route's path template (the router records it in the scope):
-        raw paths can hold customer ids, and templates keep metric labels few."""
+    def _route(scope: Scope, status: int) -> str:
+        """The matched route's path template (API routes record it in the scope): raw
+        paths can hold customer ids, and templates keep metric labels few. Plain routes
+        (the docs pages) record nothing, have fixed paths, and are named by them when
+        served; anything else unrouted is "unmatched"."""
         route = scope.get("route")
-        return _CONVERTOR.sub("}", str(getattr(route, "path", "unmatched")))
+        if route is not None:
+            return _CONVERTOR.sub("}", str(getattr(route, "path", "unmatched")))
+        return str(scope["path"]) if status < 400 and scope["path"] in _PLAIN_PATHS else "unmatched"
 
 
 def _limited(receive: Receive, limit: int) -> Receive:
