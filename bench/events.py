@@ -8,10 +8,13 @@ width, so every request of one kind has the same Content-Length and one header b
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+
+from app.schemas.feedback import EXAMPLE_EVENT
 
 SEQ_MARK = "{seq}"
 SEQ_DIGITS = 10
@@ -31,33 +34,19 @@ def customer_id(id_prefix: str, seq: str) -> str:
 
 
 def event_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
-    """The shape of tests/conftest.py ``make_event``: every field a channel system sends.
+    """The spec's example event (every field a channel system sends), with its own ids.
 
     Every event gets its own customer id as well as its own event id: with one shared
     customer, concurrent transactions would queue on that customer's row lock and the
     benchmark would measure lock waits instead of ingest cost.
     """
-    return {
-        "event_id": event_id(id_prefix, SEQ_MARK),
-        "occurred_at": occurred_at.isoformat(),
-        "channel": "in_store",
-        "source": "pos-eu",
-        "customer": {
-            "id": customer_id(id_prefix, SEQ_MARK),
-            "email": "ana@example.com",
-            "phone": "+4915112345678",
-            "name": "Ana Roth",
-            "locale": "de-DE",
-        },
-        "location_id": "store-berlin-01",
-        "touchpoint": "checkout",
-        "journey_stage": "purchase",
-        "scores": [{"metric": "nps", "value": 3}, {"metric": "csat", "value": 2, "scale": 5}],
-        "text": "Die Schlange war 20 Minuten lang und niemand hat geholfen.",
-        "language": "de",
-        "tags": ["queue", "staff"],
-        "metadata": {"receipt": "R-88812", "register": 4},
-    }
+    document = copy.deepcopy(EXAMPLE_EVENT)
+    document["event_id"] = event_id(id_prefix, SEQ_MARK)
+    document["occurred_at"] = occurred_at.isoformat()
+    document["customer"]["id"] = customer_id(id_prefix, SEQ_MARK)
+    document["tags"] = ["queue", "staff"]
+    document["metadata"] = {"receipt": "R-88812", "register": 4}
+    return document
 
 
 class EventTemplate:

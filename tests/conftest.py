@@ -3,6 +3,7 @@ test starts from empty tables."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from app.config import Settings
 from app.dependencies import AppState
 from app.main import create_app
 from app.models.enums import Scope
+from app.schemas.feedback import EXAMPLE_EVENT
 from app.services import api_keys
 from tests.fixtures.database import TABLES, start_test_database
 
@@ -92,27 +94,9 @@ def auth(key: str) -> dict[str, str]:
 
 def make_event(event_id: str = "evt-1", **overrides: Any) -> dict[str, Any]:
     """A valid event (the spec's example, dated just now) with overrides applied."""
-    event: dict[str, Any] = {
-        "event_id": event_id,
-        "occurred_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
-        "channel": "in_store",
-        "source": "pos-eu",
-        "customer": {
-            "id": "C-1001",
-            "email": "ana@example.com",
-            "phone": "+4915112345678",
-            "name": "Ana Roth",
-            "locale": "de-DE",
-        },
-        "location_id": "store-berlin-01",
-        "touchpoint": "checkout",
-        "journey_stage": "purchase",
-        "scores": [{"metric": "nps", "value": 3}, {"metric": "csat", "value": 2, "scale": 5}],
-        "text": "Die Schlange war 20 Minuten lang und niemand hat geholfen.",
-        "language": "de",
-        "tags": ["queue"],
-        "metadata": {"receipt": "R-88812"},
-    }
+    event = copy.deepcopy(EXAMPLE_EVENT)
+    event["event_id"] = event_id
+    event["occurred_at"] = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
     event.update(overrides)
     return {k: v for k, v in event.items() if v is not ...}
 

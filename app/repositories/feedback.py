@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, exists, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import DriverConnection
@@ -208,7 +208,3 @@ async def get(
     query = select(FeedbackRow).where(FeedbackRow.id == feedback_id)
     query = _filtered(query, FeedbackFilter(allowed_location_ids=allowed_location_ids))
     return (await session.execute(query)).scalar_one_or_none()
-
-
-async def any_exist(session: AsyncSession) -> bool:
-    return bool(await session.scalar(select(exists().select_from(FeedbackRow))))
