@@ -9,21 +9,38 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import uvicorn
+from pydantic import ValidationError
 
 from app.config import Settings, load_settings
 from app.db import Database
 from app.logs import configure_logging
 from app.models.enums import Scope
+from app.schemas.api_keys import ApiKeyCreate
 from app.services import api_keys
 
 T = TypeVar("T")
 
 
-def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+class CommandError(Exception):
+    """A command that cannot go on; its message is printed, without a traceback."""
+
+
+def _with_database(
+    settings: Settings, work: Callable[[Database], Awaitable[T]], *, migrate: bool = False
+) -> T:
     async def run() -> T:
         database = await Database.open(settings)
         try:
-            await database.migrate()
+            # An external database is upgraded only on purpose (`migrate`, `serve`): a
+            # newer CLI must not change the schema under older running replicas. The
+            # embedded one belongs to this installation and is simply brought up to date.
+            if migrate or database.embedded is not None:
+                await database.migrate()
+            elif not await database.is_migrated():
+                raise CommandError(
+                    "the database schema is not at this version's newest migration; "
+                    "run 'feedback-service migrate' first"
+                )
             return await work(database)
         finally:
             await database.close()
@@ -52,19 +69,25 @@ def cmd_migrate(_: argparse.Namespace, settings: Settings) -> int:
     async def done(database: Database) -> None:
         return None
 
-    _with_database(settings, done)
+    _with_database(settings, done, migrate=True)
     print("database is at the newest schema")
     return 0
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    try:  # the same rules as POST /v1/api-keys
+        request = ApiKeyCreate(name=args.name, scopes=args.scope, location_ids=args.location)
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise CommandError(fields) from None
+
     async def create(database: Database) -> api_keys.CreatedKey:
         async with database.sessionmaker() as session, session.begin():
             return await api_keys.create_key(
                 session,
-                name=args.name,
-                scopes=[Scope(s) for s in args.scope],
-                location_ids=args.location or None,
+                name=request.name,
+                scopes=request.scopes,
+                location_ids=request.location_ids,
                 creator=None,
             )
 
@@ -169,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(exc, AppError):
             print(f"error: {exc.detail}", file=sys.stderr)
+            return 1
+        if isinstance(exc, CommandError):
+            print(f"error: {exc}", file=sys.stderr)
             return 1
         raise
 

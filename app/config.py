@@ -6,11 +6,10 @@ documented in the README's configuration table and in ``.env.example``.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KIB = 1024
@@ -77,9 +76,16 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @cached_property
-    def uses_embedded_database(self) -> bool:
-        return self.database_url is None
+    @model_validator(mode="after")
+    def _pool_outlives_writers(self) -> Settings:
+        # Each group-commit writer keeps one pooled connection for good; requests need
+        # the rest.
+        if self.db_pool_size + self.db_max_overflow <= self.ingest_group_writers:
+            raise ValueError(
+                "FEEDBACK_DB_POOL_SIZE + FEEDBACK_DB_MAX_OVERFLOW must exceed "
+                "FEEDBACK_INGEST_GROUP_WRITERS (each writer holds a connection)"
+            )
+        return self
 
 
 def load_settings() -> Settings:

@@ -140,7 +140,7 @@ class Database:
         The ingest write path runs its few set-based statements on it directly: through
         the ORM session a transaction cost ~900 us of CPU, on the driver ~350 us, and
         single-event ingest runs many small transactions. The pool still owns the
-        connection (sizing, recycling, invalidation on failure)."""
+        connection (sizing, and dropping it when a connection error leaves this block)."""
         async with self.engine.connect() as connection:
             raw = await connection.get_raw_connection()
             if raw.driver_connection is None:  # only after the pool invalidated it
@@ -148,9 +148,10 @@ class Database:
             driver: DriverConnection = raw.driver_connection
             try:
                 yield driver
-            except DRIVER_CONNECTION_ERRORS:
-                # SQLAlchemy did not see this failure: tell the pool to discard it.
-                await connection.invalidate()
+            except DRIVER_CONNECTION_ERRORS as exc:
+                if not isinstance(exc, asyncpg.QueryCanceledError):  # a timeout is not
+                    # SQLAlchemy did not see this failure: tell the pool to discard it.
+                    await connection.invalidate()
                 raise
 
     async def close(self) -> None:
@@ -161,17 +162,19 @@ class Database:
     async def migrate(self) -> None:
         """Upgrade to the newest schema; safe when several replicas start at once."""
         async with self.engine.connect() as connection:
+            # One transaction: the lock goes with it (also when the upgrade fails, which
+            # then reports its own error), and neither waiting for another replica's
+            # migration nor a long migration is cut off by the statement timeout.
+            await connection.execute(text("SET LOCAL statement_timeout = 0"))
             await connection.execute(
-                text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID}
+                text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID}
             )
-            try:
-                await connection.run_sync(_upgrade)
-                await connection.commit()
-            finally:
-                await connection.execute(
-                    text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID}
-                )
-                await connection.commit()
+            await connection.run_sync(_upgrade)
+            await connection.commit()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def is_migrated(self) -> bool:
         async with self.engine.connect() as connection:

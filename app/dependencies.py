@@ -74,11 +74,12 @@ async def _principal(state: AppState, token: str | None) -> Principal:
     now = time.monotonic()
     principal = state.principals.get(digest, now)
     if principal is None:
+        generation = state.principals.generation
         # A short session of its own: the key lookup must not hold a pooled connection
         # while the request waits on something else (the group commit, for one).
         async with state.sessionmaker() as session:
             principal = await api_keys.authenticate(session, digest)
-        state.principals.put(digest, principal, now)
+        state.principals.put(digest, principal, now, generation)
     return principal
 
 

@@ -83,6 +83,14 @@ def _is_postmaster_of(pid: int, pgdata: Path) -> bool:
         return False
 
 
+def _write_private(path: Path, content: str) -> None:
+    """Create the file readable by its owner only from the first byte on."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(content)
+
+
 @dataclass(frozen=True)
 class ConnectionInfo:
     host: str
@@ -233,11 +241,10 @@ class EmbeddedPostgres:
 
     def _initdb(self) -> None:
         password = secrets.token_urlsafe(24)
-        self._password_file.write_text(password)
-        self._password_file.chmod(0o600)
+        _write_private(self._password_file, password)
         # initdb reads the password from a file the server user can read; remove it after.
         pwfile = self.data_dir / "initdb.pw"
-        pwfile.write_text(password)
+        _write_private(pwfile, password)
         try:
             if self._run_as is not None:
                 entry = pwd.getpwnam(self._run_as)
@@ -253,7 +260,10 @@ class EmbeddedPostgres:
                 "--auth=scram-sha-256",
                 f"--pwfile={pwfile}",
                 "--encoding=UTF8",
-                "--locale=C",
+                # Byte-order collation (fast, stable), but Unicode-aware lower()/upper():
+                # case-insensitive search must fold "Ä" like "A".
+                "--locale-provider=builtin",
+                "--builtin-locale=C.UTF-8",
             )
         finally:
             pwfile.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ says nothing about the cause (the log has it, without personal data).
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -158,6 +159,14 @@ async def _request_validation(_: Request, exc: Exception) -> Response:
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, AppError):  # e.g. our 413, raised while FastAPI read the body
+        return await _app_error(request, exc.__cause__)
+    if exc.status_code == 400:  # FastAPI could not decode a JSON body (not UTF-8, say)
+        problem = InvalidInput(
+            "The body is not valid JSON.",
+            errors=[{"loc": [], "msg": "invalid JSON body", "type": "json_invalid"}],
+        )
+        return await _app_error(request, problem)
     detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
@@ -201,7 +210,7 @@ async def _pool_exhausted(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    logger.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+    # Logged by RequestTelemetryMiddleware, where the request id is still known.
     return problem_response(500, "Internal server error", "An unexpected error occurred.")
 
 
@@ -219,6 +228,8 @@ async def _dbapi_error(request: Request, exc: Exception) -> Response:
         or (exc.orig is not None and _is_connection_error(exc.orig))
     ):
         return await _database_unavailable(request, exc)
+    # Handled here, inside the request middleware: log it now, the request id is known.
+    logger.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
     return await _unexpected(request, exc)
 
 
@@ -238,6 +249,7 @@ def install_error_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
         asyncpg.exceptions.InternalClientError,
     ):
         app.add_exception_handler(driver_error, _database_unavailable)
+    # Raised unwrapped when no connection can be opened at all (refused, unresolvable).
     app.add_exception_handler(ConnectionError, _database_unavailable)
-    app.add_exception_handler(OSError, _database_unavailable)
+    app.add_exception_handler(socket.gaierror, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,8 +1,8 @@
 """One JSON object per log line, with the request id of the request being served.
 
 Personal data (email, phone, name, feedback text) and secrets never reach the log:
-call sites log ids and counts only, and exception messages of the database and
-validation layers, which can quote stored values, are replaced by their type.
+call sites log ids and counts only, and messages of exceptions other than the
+service's own, which can quote stored or submitted values, are replaced by their type.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ import orjson
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# Exceptions whose messages may quote stored or submitted values.
-_VALUE_QUOTING_MODULES = ("sqlalchemy", "asyncpg", "pydantic", "pydantic_core")
-
 
 def _describe_exception(exc: BaseException) -> dict[str, Any]:
+    # Only our own exceptions' messages are known not to quote submitted or stored
+    # values; for every other exception (database, validation, builtins) the type and
+    # the traceback must do.
     module = type(exc).__module__.split(".", 1)[0]
-    message = "" if module in _VALUE_QUOTING_MODULES else str(exc)
+    message = str(exc) if module == "app" else ""
     frames = traceback.format_tb(exc.__traceback__)
     return {
         "type": f"{type(exc).__module__}.{type(exc).__qualname__}",

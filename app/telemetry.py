@@ -120,7 +120,7 @@ class RequestTelemetryMiddleware:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else _new_request_id()
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else _new_request_id()
         token = request_id_var.set(request_id)
         status_holder = [500]
         limit = self.large_body_paths.get(scope["path"], self.max_body_bytes)
@@ -146,6 +146,11 @@ class RequestTelemetryMiddleware:
                 await response(scope, receive, send_with_id)
                 return
             await self.app(scope, _limited(receive, limit), send_with_id)
+        except Exception as exc:
+            # Reaches here only unhandled (a bug): log it while the request id is known;
+            # the outermost error middleware then answers a bare 500 problem.
+            logger.error("unhandled error", exc_info=exc, extra={"fields": {"path": scope["path"]}})
+            raise
         finally:
             elapsed = time.perf_counter() - started
             method = scope["method"]

@@ -176,7 +176,8 @@ def _filtered(query: Select[FeedbackRow], f: FeedbackFilter) -> Select[FeedbackR
             FeedbackRow.ticket_id.is_not(None) if f.has_ticket else FeedbackRow.ticket_id.is_(None)
         )
     if f.text_contains is not None:
-        pattern = f"%{_escape_like(f.text_contains.lower())}%"
+        # Both sides folded by PostgreSQL, so they agree on every character.
+        pattern = func.lower(f"%{_escape_like(f.text_contains)}%")
         conditions.append(func.lower(FeedbackRow.text).like(pattern, escape="\\"))
     return query.where(and_(*conditions)) if conditions else query
 

@@ -172,12 +172,14 @@ async def ingest_batch(
         )
     outcomes = await commit_ingest(state.database, valid, IngestVia.REST)
     for index, outcome in zip(valid_indexes, outcomes, strict=True):
+        # A conflict's stored event may lie outside the caller's locations: no ids.
+        shown = outcome.status is not IngestStatus.CONFLICT
         results[index] = BatchItemResult(
             index=index,
             event_id=outcome.event_id,
             status=outcome.status,
-            id=str(outcome.feedback_id) if outcome.feedback_id is not None else None,
-            ticket_id=str(outcome.ticket_id) if outcome.ticket_id is not None else None,
+            id=str(outcome.feedback_id) if shown and outcome.feedback_id is not None else None,
+            ticket_id=str(outcome.ticket_id) if shown and outcome.ticket_id is not None else None,
         )
     final = [r for r in results if r is not None]
     counts = {status: 0 for status in IngestStatus}

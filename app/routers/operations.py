@@ -6,7 +6,6 @@ import logging
 
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 
 from app.dependencies import StateDep
 from app.telemetry import metrics_exposition
@@ -43,8 +42,7 @@ async def readyz(state: StateDep, response: Response) -> Readiness:
     checks = {"database": "ok", "migrations": "ok"}
     try:
         async with asyncio.timeout(READINESS_TIMEOUT_S):
-            async with state.database.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+            await state.database.ping()
             if not await state.database.is_migrated():
                 checks["migrations"] = "schema is not at the newest migration"
     except Exception as exc:  # any failure to reach the database means not ready

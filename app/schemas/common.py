@@ -37,7 +37,7 @@ _RFC3339 = re.compile(
 def _require_rfc3339(value: Any) -> Any:
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not _RFC3339.match(value):
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise PydanticCustomError(
             "datetime_format",
             "must be an RFC 3339 date-time with an offset, e.g. 2026-11-20T10:15:00+01:00",
@@ -91,7 +91,7 @@ _SPECIAL_USE_DOMAINS = ("arpa", "invalid", "local", "localhost", "onion", "test"
 
 
 def _normalise_email(value: str) -> str:
-    if len(value) <= 254 and _DOT_ATOM_EMAIL.match(value):
+    if len(value) <= 254 and _DOT_ATOM_EMAIL.fullmatch(value):
         local, _, domain = value.rpartition("@")
         domain = domain.lower()
         last_label = domain.rsplit(".", 1)[-1]

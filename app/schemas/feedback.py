@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -144,15 +145,26 @@ Text = Annotated[
 ]
 
 
-def _holds_nul(value: Any) -> bool:
-    """PostgreSQL's jsonb cannot store NUL in keys or strings, at any depth."""
+def _unstorable_json(value: Any) -> str | None:
+    """What PostgreSQL's jsonb could not store as sent, at any depth: NUL in keys or
+    strings, and NaN/Infinity (not JSON; they would silently become null)."""
     if isinstance(value, str):
-        return "\x00" in value
+        return "must not contain NUL characters" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "must not contain NaN or Infinity"
     if isinstance(value, dict):
-        return any("\x00" in key or _holds_nul(item) for key, item in value.items())
+        for key, item in value.items():
+            if "\x00" in key:
+                return "must not contain NUL characters"
+            problem = _unstorable_json(item)
+            if problem is not None:
+                return problem
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+        for item in value:
+            problem = _unstorable_json(item)
+            if problem is not None:
+                return problem
+    return None
 
 
 class FeedbackEventIn(BaseModel):
@@ -230,8 +242,9 @@ class FeedbackEventIn(BaseModel):
             ) from None
         if len(encoded) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes when serialised")
-        if _holds_nul(value):
-            raise ValueError("must not contain NUL characters")
+        problem = _unstorable_json(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="after")

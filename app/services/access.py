@@ -16,10 +16,6 @@ class Principal:
     scopes: frozenset[Scope]
     location_ids: frozenset[str] | None  # None: every location
 
-    @property
-    def is_location_restricted(self) -> bool:
-        return self.location_ids is not None
-
     def has_scope(self, scope: Scope) -> bool:
         return Scope.ADMIN in self.scopes or scope in self.scopes
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,8 +32,11 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(24)
 
 
+_KEY_PATTERN = re.compile(r"fbk_[A-Za-z0-9_-]{20,196}")
+
+
 def is_well_formed(key: str) -> bool:
-    return key.startswith(KEY_PREFIX) and 24 <= len(key) <= 200 and key.isascii()
+    return _KEY_PATTERN.fullmatch(key) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +135,8 @@ async def ensure_bootstrap_keys(session: AsyncSession, bootstrap_key: str | None
         if not is_well_formed(bootstrap_key):
             raise ValueError(
                 f"FEEDBACK_BOOTSTRAP_ADMIN_KEY must look like '{KEY_PREFIX}<random>' "
-                "(24-200 characters)"
+                "(20-196 of A-Z a-z 0-9 _ -); generate one with: python3 -c "
+                "\"import secrets; print('fbk_' + secrets.token_urlsafe(32))\""
             )
         if not await repo.exists_with_hash(session, hash_key(bootstrap_key)):
             await create_key(
@@ -169,6 +174,9 @@ class PrincipalCache:
     def __init__(self) -> None:
         self._entries: dict[bytes, tuple[Principal, float]] = {}
         self.trusted = False
+        # Bumped by every invalidation. A lookup that started before a revocation's
+        # notice arrived must not cache what it read (it may be the revoked key).
+        self.generation = 0
 
     def get(self, digest: bytes, now: float) -> Principal | None:
         entry = self._entries.get(digest)
@@ -180,16 +188,17 @@ class PrincipalCache:
             return None
         return principal
 
-    def put(self, digest: bytes, principal: Principal, now: float) -> None:
-        if not self.trusted:
+    def put(self, digest: bytes, principal: Principal, now: float, generation: int) -> None:
+        if not self.trusted or generation != self.generation:
             return
         if len(self._entries) >= CACHE_MAX_ENTRIES:
             self._entries.clear()
         self._entries[digest] = (principal, now)
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
 
     def set_trusted(self, connected: bool) -> None:
-        self._entries.clear()
+        self.clear()
         self.trusted = connected

@@ -37,8 +37,13 @@ def content_hash(event: FeedbackEventIn) -> bytes:
     spelled out."""
     # Fields serialise in declaration order and scores are in metric order after
     # validation; only metadata (free-form, any key order) needs its keys sorted.
-    digest = hashlib.sha256(
-        event.__pydantic_serializer__.to_json(event, exclude={"event_id", "metadata"})
+    # Unset fields are left out, so a new optional field does not change the hash of
+    # events that do not use it (a replay stays a duplicate, not a conflict).
+    digest = hashlib.sha256(b"v1:")
+    digest.update(
+        event.__pydantic_serializer__.to_json(
+            event, exclude={"event_id", "metadata"}, exclude_none=True
+        )
     )
     digest.update(orjson.dumps(event.metadata, option=orjson.OPT_SORT_KEYS))
     return digest.digest()

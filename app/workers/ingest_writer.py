@@ -19,6 +19,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import asyncpg
+
 from app.db import DRIVER_CONNECTION_ERRORS, Database, DriverConnection
 from app.errors import ServiceUnavailable
 from app.models.enums import IngestVia
@@ -137,8 +139,10 @@ class GroupCommitWriter:
         for attempt in (1, 2):
             try:
                 return await ingest_in_transaction(await held.get(), events, IngestVia.REST)
-            except DRIVER_CONNECTION_ERRORS:
-                await held.release()
+            except asyncpg.QueryCanceledError:
+                raise  # a statement timeout: the connection is fine, the group is not retried
+            except DRIVER_CONNECTION_ERRORS as exc:
+                await held.discard(exc)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -160,7 +164,15 @@ class _HeldConnection:
         return self._connection
 
     async def release(self) -> None:
+        """Give the connection back to the pool (at shutdown)."""
         self._connection = None
         with contextlib.suppress(Exception):
             await self._stack.aclose()
+        self._stack = contextlib.AsyncExitStack()
+
+    async def discard(self, failure: BaseException) -> None:
+        """Hand the failure to the connection's context, which tells the pool to drop it."""
+        self._connection = None
+        with contextlib.suppress(BaseException):
+            await self._stack.__aexit__(type(failure), failure, failure.__traceback__)
         self._stack = contextlib.AsyncExitStack()

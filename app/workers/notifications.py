@@ -20,6 +20,8 @@ from sqlalchemy.engine import URL
 logger = logging.getLogger(__name__)
 
 RECONNECT_DELAYS_S = (0.5, 1, 2, 5, 10)
+KEEPALIVE_INTERVAL_S = 15.0
+KEEPALIVE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -40,10 +42,6 @@ class PostgresListener:
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="postgres-listener")
         # Start-up waits briefly for the first connection; if the database is slow the
@@ -54,7 +52,8 @@ class PostgresListener:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # Whatever ended the task must not keep the caller from shutting down.
+            with contextlib.suppress(BaseException):
                 await self._task
             self._task = None
 
@@ -75,9 +74,9 @@ class PostgresListener:
                     )
                 attempt = 0
                 self._set_connected(True)
-                await lost.wait()
+                await self._until_lost(connection, lost)
                 logger.warning("notification connection lost; reconnecting")
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            except Exception as exc:  # any failure: not trusted, reconnect with backoff
                 logger.warning(
                     "notification connection failed",
                     extra={"fields": {"error": type(exc).__name__}},
@@ -89,6 +88,21 @@ class PostgresListener:
                         await asyncio.shield(connection.close(timeout=2))
             await asyncio.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
             attempt += 1
+
+    @staticmethod
+    async def _until_lost(connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        """Wait for the termination callback, and probe the connection now and then: a
+        half-open TCP connection never calls back, and notifications would silently stop."""
+        while True:
+            try:
+                await asyncio.wait_for(lost.wait(), timeout=KEEPALIVE_INTERVAL_S)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), KEEPALIVE_TIMEOUT_S)
+            except Exception:
+                return
 
     def _set_connected(self, connected: bool) -> None:
         if connected == self._connected.is_set():
