@@ -95,7 +95,8 @@ def create_app(settings: Settings) -> FastAPI:
                     session, bootstrap.get_secret_value() if bootstrap else None
                 )
             if new_key is not None:
-                # Printed, never logged: logs are shipped and kept, secrets must not be.
+                # Printed once, not logged (no logger level or handler repeats it). In containers
+                # stdout is the log stream too: deployments set FEEDBACK_BOOTSTRAP_ADMIN_KEY.
                 print(_first_admin_key_banner(new_key), file=sys.stdout, flush=True)
             await listener.start()
             await writer.start()
