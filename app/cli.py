@@ -11,10 +11,10 @@ from typing import TypeVar
 import uvicorn
 from pydantic import ValidationError
 
-from app.config import Settings, load_settings
+from app.config import ProcessRoles, Settings, load_settings
 from app.db import Database
 from app.logs import configure_logging
-from app.models.enums import Scope
+from app.models.enums import DeadLetterReason, Scope
 from app.schemas.api_keys import ApiKeyCreate
 from app.services import api_keys
 
@@ -48,19 +48,46 @@ def _with_database(
     return asyncio.run(run())
 
 
-def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+def _run_http(args: argparse.Namespace, settings: Settings, roles: ProcessRoles) -> None:
     from app.main import create_app
 
-    host = args.host or settings.host
-    port = args.port or settings.port
     uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
+        create_app(settings, roles),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
         log_config=None,  # our JSON logging, configured already
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=20,
+    )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    _run_http(args, settings, ProcessRoles(api=True, consumer=not args.no_consumer))
+    return 0
+
+
+def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.kafka_bootstrap_servers is None:
+        raise CommandError("FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is not set; nothing to consume")
+    _run_http(args, settings, ProcessRoles(api=False, consumer=True))
+    return 0
+
+
+def cmd_replay_dead_letters(args: argparse.Namespace, settings: Settings) -> int:
+    from app.workers.dead_letter_replay import replay_dead_letters
+
+    if settings.kafka_bootstrap_servers is None:
+        raise CommandError("FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is not set")
+    try:
+        summary = asyncio.run(
+            replay_dead_letters(settings, reasons=args.reason or (), group=args.group)
+        )
+    except LookupError as exc:
+        raise CommandError(str(exc)) from None
+    print(
+        f"replayed {summary.replayed} message(s) from {settings.kafka_dlq_topic}"
+        + (f"; passed over {summary.passed_over} of other reasons" if summary.passed_over else "")
     )
     return 0
 
@@ -148,9 +175,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP API (migrates first)")
-    serve.add_argument("--host", help="bind address (default FEEDBACK_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default FEEDBACK_PORT, 8000)")
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP API, plus the Kafka consumer when FEEDBACK_KAFKA_BOOTSTRAP_SERVERS "
+        "is set (migrates first)",
+    )
+    serve.add_argument(
+        "--no-consumer",
+        action="store_true",
+        help="do not run the Kafka consumer here (run 'consume' processes instead)",
+    )
+    consume = commands.add_parser(
+        "consume",
+        help="run only the Kafka consumer; serves /healthz, /readyz and /metrics (no /v1)",
+    )
+    consume.set_defaults(handler=cmd_consume)
+    replay = commands.add_parser(
+        "replay-dead-letters",
+        help="send the dead-letter topic's messages back to their original topic, up to "
+        "its current end (see README, 'Running with Kafka')",
+    )
+    replay.add_argument(
+        "--reason",
+        action="append",
+        choices=[reason.value for reason in DeadLetterReason],
+        help="replay only these reasons (repeatable); others are passed over",
+    )
+    replay.add_argument(
+        "--group", help="consumer group of the replay (default FEEDBACK_KAFKA_GROUP_ID.replay)"
+    )
+    replay.set_defaults(handler=cmd_replay_dead_letters)
+    for command in (serve, consume):
+        command.add_argument("--host", help="bind address (default FEEDBACK_HOST, 127.0.0.1)")
+        command.add_argument("--port", type=int, help="port (default FEEDBACK_PORT, 8000)")
     serve.set_defaults(handler=cmd_serve)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema and exit")

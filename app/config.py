@@ -6,6 +6,7 @@ documented in the README's configuration table and in ``.env.example``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -60,6 +61,45 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Single events waiting for a group commit (bounded)."
     )
 
+    # --- Kafka ingestion (SPEC section 4) -------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        description="Comma-separated host:port list. Unset: no Kafka consumer runs.",
+    )
+    kafka_topic: str = Field(default="feedback.events", min_length=1, max_length=249)
+    kafka_group_id: str = Field(default="feedback-service", min_length=1, max_length=255)
+    kafka_dlq_topic: str = Field(default="feedback.events.dlq", min_length=1, max_length=249)
+    kafka_client_id: str = Field(default="feedback-service", min_length=1, max_length=255)
+    kafka_batch_max_events: int = Field(
+        default=500, ge=1, le=5000, description="Messages per ingest transaction (at most)."
+    )
+    kafka_batch_linger_ms: int = Field(
+        default=50,
+        ge=0,
+        le=10_000,
+        description="How long a batch waits to fill once its first message is in.",
+    )
+    kafka_max_message_bytes: int = Field(
+        default=1 * MIB, ge=KIB, description="Larger messages go to the DLQ (too_large)."
+    )
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description="Where a new consumer group starts: earliest reads the topic's history.",
+    )
+    kafka_retry_max_backoff_s: float = Field(
+        default=30, gt=0, le=300, description="Longest pause between retries in an outage."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle to verify the brokers (default: system CAs)."
+    )
+    kafka_ssl_certfile: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
+    kafka_ssl_keyfile_password: SecretStr | None = None
+
     # --- tracing ---------------------------------------------------------------------------
     otel_enabled: bool = Field(
         default=False,
@@ -77,6 +117,19 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @model_validator(mode="after")
+    def _kafka_settings_fit_together(self) -> Settings:
+        if self.kafka_topic == self.kafka_dlq_topic:
+            raise ValueError("FEEDBACK_KAFKA_DLQ_TOPIC must differ from FEEDBACK_KAFKA_TOPIC")
+        if self.kafka_security_protocol.startswith("SASL_") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "FEEDBACK_KAFKA_SECURITY_PROTOCOL=SASL_* needs FEEDBACK_KAFKA_SASL_MECHANISM, "
+                "FEEDBACK_KAFKA_SASL_USERNAME and FEEDBACK_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _pool_outlives_writers(self) -> Settings:
         # Each group-commit writer keeps one pooled connection for good; requests need
         # the rest.
@@ -86,6 +139,14 @@ class Settings(BaseSettings):
                 "FEEDBACK_INGEST_GROUP_WRITERS (each writer holds a connection)"
             )
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessRoles:
+    """What one process runs; `serve` runs everything, `consume` only the consumer."""
+
+    api: bool = True  # the /v1 endpoints (operations endpoints are always served)
+    consumer: bool = True  # the Kafka consumer, when FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is set
 
 
 def load_settings() -> Settings:

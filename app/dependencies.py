@@ -16,6 +16,7 @@ from app.models.enums import Scope
 from app.services import api_keys
 from app.services.access import Principal
 from app.workers.ingest_writer import GroupCommitWriter
+from app.workers.kafka_consumer import KafkaIngestConsumer
 
 
 @dataclass
@@ -26,6 +27,7 @@ class AppState:
     database: Database
     ingest_writer: GroupCommitWriter
     principals: api_keys.PrincipalCache
+    kafka_consumer: KafkaIngestConsumer | None = None
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:

@@ -109,8 +109,11 @@ class ConnectionInfo:
 class EmbeddedPostgres:
     """Start, adopt and stop the embedded server for one data directory."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
+        """``port``: try this one first (a restarted server keeps its address); by
+        default, and if it is taken, a free port is picked."""
         self.data_dir = data_dir.expanduser().resolve()
+        self._preferred_port = port
         self.pgdata = self.data_dir / "pgdata"
         self._password_file = self.data_dir / "postgres.password"
         self._state_file = self.data_dir / "postgres.json"
@@ -301,8 +304,9 @@ class EmbeddedPostgres:
 
     def _start_server(self) -> ConnectionInfo:
         last_error: EmbeddedPostgresError | None = None
-        for _attempt in range(3):
-            port = _free_port()  # a port taken between probe and bind: try another
+        for attempt in range(3):
+            # A port taken between probe and bind: try another.
+            port = self._preferred_port if attempt == 0 and self._preferred_port else _free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories='' "
                 "-c max_connections=200 -c shared_buffers=128MB -c fsync=on"

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
-from app.config import Settings
+from app.config import ProcessRoles, Settings
 from app.db import Database
 from app.dependencies import SECURITY_SCHEME, AppState
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
@@ -23,6 +23,7 @@ from app.schemas.problems import Problem
 from app.services.api_keys import KEYS_CHANGED_CHANNEL, PrincipalCache, ensure_bootstrap_keys
 from app.telemetry import RequestTelemetryMiddleware
 from app.workers.ingest_writer import GroupCommitWriter
+from app.workers.kafka_consumer import KafkaIngestConsumer
 from app.workers.notifications import PostgresListener, Subscription
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ def _first_admin_key_banner(key: str) -> str:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI:
+    roles = roles or ProcessRoles()
+    run_consumer = roles.consumer and settings.kafka_bootstrap_servers is not None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database = await Database.open(settings)
@@ -87,27 +91,46 @@ def create_app(settings: Settings) -> FastAPI:
             writers=settings.ingest_group_writers,
             queue_size=settings.ingest_queue_size,
         )
+        consumer = KafkaIngestConsumer(settings, database) if run_consumer else None
         try:
             await database.migrate()
-            async with database.sessionmaker() as session, session.begin():
-                bootstrap = settings.bootstrap_admin_key
-                new_key = await ensure_bootstrap_keys(
-                    session, bootstrap.get_secret_value() if bootstrap else None
-                )
-            if new_key is not None:
-                # Printed once, not logged (no logger level or handler repeats it). In containers
-                # stdout is the log stream too: deployments set FEEDBACK_BOOTSTRAP_ADMIN_KEY.
-                print(_first_admin_key_banner(new_key), file=sys.stdout, flush=True)
-            await listener.start()
+            if roles.api:
+                async with database.sessionmaker() as session, session.begin():
+                    bootstrap = settings.bootstrap_admin_key
+                    new_key = await ensure_bootstrap_keys(
+                        session, bootstrap.get_secret_value() if bootstrap else None
+                    )
+                if new_key is not None:
+                    # Printed once, not logged (no logger level or handler repeats it). In
+                    # containers stdout is the log stream too: deployments set
+                    # FEEDBACK_BOOTSTRAP_ADMIN_KEY.
+                    print(_first_admin_key_banner(new_key), file=sys.stdout, flush=True)
+                await listener.start()
             await writer.start()
+            if consumer is not None:
+                await consumer.start()
             app.state.services = AppState(
-                settings=settings, database=database, ingest_writer=writer, principals=principals
+                settings=settings,
+                database=database,
+                ingest_writer=writer,
+                principals=principals,
+                kafka_consumer=consumer,
             )
             logger.info(
-                "service ready", extra={"fields": {"embedded_db": database.embedded is not None}}
+                "service ready",
+                extra={
+                    "fields": {
+                        "embedded_db": database.embedded is not None,
+                        "api": roles.api,
+                        "kafka_consumer": consumer is not None,
+                    }
+                },
             )
             yield
         finally:
+            # The consumer first: it drains its batch through the database.
+            if consumer is not None:
+                await consumer.stop()
             await writer.stop()
             await listener.stop()
             await database.close()
@@ -128,7 +151,9 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_request_bytes,
         large_body_paths={"/v1/feedback/batch": settings.max_batch_request_bytes},
     )
-    routers = (feedback.router, api_keys.router, operations.router)
+    routers = (
+        (feedback.router, api_keys.router, operations.router) if roles.api else (operations.router,)
+    )
     for router in routers:
         app.include_router(router)
     install_error_handlers(app, [*app.router.routes, *(r for x in routers for r in x.routes)])

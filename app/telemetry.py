@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -53,6 +54,30 @@ INGEST_GROUP_SIZE = Histogram(
     "Events per ingest transaction.",
     ["via"],
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+KAFKA_CONSUMED = Counter(
+    "feedback_kafka_consumed_messages_total", "Messages read from the topic.", ["topic"]
+)
+KAFKA_MESSAGES = Counter(
+    "feedback_kafka_messages_total",
+    "Consumed messages by outcome once their offsets are committed: stored, duplicate "
+    "(skipped), dead_lettered.",
+    ["topic", "outcome"],
+)
+KAFKA_DEAD_LETTERS = Counter(
+    "feedback_kafka_dead_letters_total",
+    "Messages produced to the dead-letter topic, by reason.",
+    ["topic", "reason"],
+)
+KAFKA_RETRIES = Counter(
+    "feedback_kafka_batch_retries_total",
+    "Batches read again after a pause, by cause (database, dead_letter_topic, offset_commit).",
+    ["cause"],
+)
+KAFKA_LAG = Gauge(
+    "feedback_kafka_consumer_lag",
+    "Messages in the partition after this consumer's position (assigned partitions).",
+    ["topic", "partition"],
 )
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests served.", ["method", "route", "status"]

@@ -21,6 +21,7 @@ from app.models.enums import Scope
 from app.schemas.feedback import EXAMPLE_EVENT
 from app.services import api_keys
 from tests.fixtures.database import TABLES, start_test_database
+from tests.fixtures.kafka import start_test_broker
 
 KeyFactory = Callable[..., Awaitable[str]]
 
@@ -28,6 +29,12 @@ KeyFactory = Callable[..., Awaitable[str]]
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     yield from start_test_database()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A real Kafka-protocol broker (Tansu) for the session: ``host:port``."""
+    yield from start_test_broker()
 
 
 @pytest.fixture(scope="session")

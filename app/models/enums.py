@@ -41,3 +41,14 @@ class Scope(StrEnum):
     TICKETS_WRITE = "tickets:write"
     METRICS_READ = "metrics:read"
     ADMIN = "admin"
+
+
+class DeadLetterReason(StrEnum):
+    """Why a Kafka message went to the dead-letter topic (the x-error prefix)."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    INVALID_JSON = "invalid_json"
+    INVALID_EVENT = "invalid_event"
+    CONFLICT = "conflict"
+    STORAGE_REJECTED = "storage_rejected"

@@ -23,8 +23,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str = Field(description="ready or unavailable")
     checks: dict[str, str] = Field(
-        description="Each check: 'ok' or why it failed.",
-        examples=[{"database": "ok", "migrations": "ok"}],
+        description="Each check: 'ok' or why it failed. `kafka` is present when this "
+        "process runs the Kafka consumer.",
+        examples=[{"database": "ok", "migrations": "ok", "kafka": "ok"}],
     )
 
 
@@ -35,7 +36,7 @@ async def healthz() -> Health:
 
 @router.get(
     "/readyz",
-    summary="Readiness: database reachable and migrated",
+    summary="Readiness: database reachable and migrated (and the Kafka consumer connected)",
     responses={503: {"model": Readiness, "description": "A check failed (named in checks)."}},
 )
 async def readyz(state: StateDep, response: Response) -> Readiness:
@@ -49,6 +50,8 @@ async def readyz(state: StateDep, response: Response) -> Readiness:
         logger.warning("readiness check failed", extra={"fields": {"error": type(exc).__name__}})
         checks["database"] = f"unreachable ({type(exc).__name__})"
         checks["migrations"] = "unknown"
+    if state.kafka_consumer is not None:
+        checks["kafka"] = await state.kafka_consumer.readiness()
     ready = all(value == "ok" for value in checks.values())
     response.status_code = 200 if ready else 503
     return Readiness(status="ready" if ready else "unavailable", checks=checks)

@@ -108,7 +108,7 @@ class GroupCommitWriter:
     async def _run(self) -> None:
         # Each writer keeps one pooled connection across groups: checking one out and
         # back per transaction cost more CPU than the transaction's own statements.
-        held = _HeldConnection(self._database)
+        held = HeldConnection(self._database)
         try:
             while True:
                 group = [await self._queue.get()]
@@ -131,7 +131,7 @@ class GroupCommitWriter:
             await held.release()
 
     async def _commit_group(
-        self, held: _HeldConnection, events: list[FeedbackEventIn]
+        self, held: HeldConnection, events: list[FeedbackEventIn]
     ) -> list[IngestOutcome]:
         """Commit on the held connection; if the connection itself failed (a database
         restart, a killed backend), once more on a fresh one. Retrying is safe: an event
@@ -148,7 +148,7 @@ class GroupCommitWriter:
         raise AssertionError("unreachable")
 
 
-class _HeldConnection:
+class HeldConnection:
     """One pooled driver connection kept across transactions, replaced after failure."""
 
     def __init__(self, database: Database) -> None:
