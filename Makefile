@@ -39,6 +39,8 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.kafka
+	$(BIN)/python -m bench.delivery
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml.
 lock: | $(BIN)/python

@@ -63,14 +63,20 @@ def _run_http(args: argparse.Namespace, settings: Settings, roles: ProcessRoles)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    _run_http(args, settings, ProcessRoles(api=True, consumer=not args.no_consumer))
+    roles = ProcessRoles(api=True, consumer=not args.no_consumer, dispatcher=not args.no_dispatcher)
+    _run_http(args, settings, roles)
     return 0
 
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     if settings.kafka_bootstrap_servers is None:
         raise CommandError("FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is not set; nothing to consume")
-    _run_http(args, settings, ProcessRoles(api=False, consumer=True))
+    _run_http(args, settings, ProcessRoles(api=False, consumer=True, dispatcher=False))
+    return 0
+
+
+def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    _run_http(args, settings, ProcessRoles(api=False, consumer=False, dispatcher=True))
     return 0
 
 
@@ -177,19 +183,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser(
         "serve",
-        help="run the HTTP API, plus the Kafka consumer when FEEDBACK_KAFKA_BOOTSTRAP_SERVERS "
-        "is set (migrates first)",
+        help="run the HTTP API and the outbox dispatcher, plus the Kafka consumer when "
+        "FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is set (migrates first)",
     )
     serve.add_argument(
         "--no-consumer",
         action="store_true",
         help="do not run the Kafka consumer here (run 'consume' processes instead)",
     )
+    serve.add_argument(
+        "--no-dispatcher",
+        action="store_true",
+        help="do not send deliveries to integrations here (run 'dispatch' processes instead)",
+    )
     consume = commands.add_parser(
         "consume",
         help="run only the Kafka consumer; serves /healthz, /readyz and /metrics (no /v1)",
     )
     consume.set_defaults(handler=cmd_consume)
+    dispatch = commands.add_parser(
+        "dispatch",
+        help="run only the outbox dispatcher (deliveries to integrations); serves /healthz, "
+        "/readyz and /metrics (no /v1)",
+    )
+    dispatch.set_defaults(handler=cmd_dispatch)
     replay = commands.add_parser(
         "replay-dead-letters",
         help="send the dead-letter topic's messages back to their original topic, up to "
@@ -205,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--group", help="consumer group of the replay (default FEEDBACK_KAFKA_GROUP_ID.replay)"
     )
     replay.set_defaults(handler=cmd_replay_dead_letters)
-    for command in (serve, consume):
+    for command in (serve, consume, dispatch):
         command.add_argument("--host", help="bind address (default FEEDBACK_HOST, 127.0.0.1)")
         command.add_argument("--port", type=int, help="port (default FEEDBACK_PORT, 8000)")
     serve.set_defaults(handler=cmd_serve)

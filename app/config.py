@@ -100,6 +100,30 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = Field(default=None, description="Client key (mTLS).")
     kafka_ssl_keyfile_password: SecretStr | None = None
 
+    # --- closing the loop (SPEC section 6) ------------------------------------------------
+    delivery_retry_schedule: str = Field(
+        default="5,30,120,600,1800,3600,7200,14400,28800",
+        description="Seconds before each retry of a failed delivery (jittered by up to "
+        "20%); after the last one the delivery is dead.",
+    )
+    delivery_timeout_s: float = Field(
+        default=10, gt=0, le=120, description="Timeout of each request to an integration."
+    )
+    dispatcher_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Deliveries in flight per dispatcher process."
+    )
+    dispatcher_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Fallback poll for due deliveries (NOTIFY wakes the dispatcher at once).",
+    )
+    allow_private_targets: bool = Field(
+        default=False,
+        description="Allow integration URLs that resolve to loopback or private addresses "
+        "(the SSRF guard refuses them by default).",
+    )
+
     # --- tracing ---------------------------------------------------------------------------
     otel_enabled: bool = Field(
         default=False,
@@ -116,6 +140,21 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("delivery_retry_schedule")
+    @classmethod
+    def _retry_schedule(cls, value: str) -> str:
+        try:
+            delays = [float(part) for part in value.split(",")]
+        except ValueError:
+            raise ValueError("must be comma-separated seconds, e.g. 5,30,120") from None
+        if not delays or len(delays) > 50 or any(not 0 < d <= 7 * 86400 for d in delays):
+            raise ValueError("must hold 1 to 50 delays, each above 0 and at most 7 days")
+        return value
+
+    @property
+    def retry_delays_s(self) -> list[float]:
+        return [float(part) for part in self.delivery_retry_schedule.split(",")]
+
     @model_validator(mode="after")
     def _kafka_settings_fit_together(self) -> Settings:
         if self.kafka_topic == self.kafka_dlq_topic:
@@ -131,12 +170,16 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _pool_outlives_writers(self) -> Settings:
-        # Each group-commit writer keeps one pooled connection for good; requests need
-        # the rest.
-        if self.db_pool_size + self.db_max_overflow <= self.ingest_group_writers:
+        # Each group-commit writer and dispatcher worker keeps one pooled connection for
+        # good; requests need the rest.
+        if (
+            self.db_pool_size + self.db_max_overflow
+            <= self.ingest_group_writers + self.dispatcher_concurrency
+        ):
             raise ValueError(
                 "FEEDBACK_DB_POOL_SIZE + FEEDBACK_DB_MAX_OVERFLOW must exceed "
-                "FEEDBACK_INGEST_GROUP_WRITERS (each writer holds a connection)"
+                "FEEDBACK_INGEST_GROUP_WRITERS + FEEDBACK_DISPATCHER_CONCURRENCY (each writer "
+                "and each dispatcher worker holds a connection)"
             )
         return self
 
@@ -147,6 +190,7 @@ class ProcessRoles:
 
     api: bool = True  # the /v1 endpoints (operations endpoints are always served)
     consumer: bool = True  # the Kafka consumer, when FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is set
+    dispatcher: bool = True  # the outbox dispatcher (deliveries to integrations)
 
 
 def load_settings() -> Settings:

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.db import Database
+from app.db import Database, DriverConnection
 from app.models.enums import Scope
 from app.services import api_keys
 from app.services.access import Principal
@@ -57,6 +57,16 @@ async def get_session(state: StateDep) -> AsyncIterator[AsyncSession]:
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
+
+async def get_driver_connection(state: StateDep) -> AsyncIterator[DriverConnection]:
+    """A transaction on a pooled driver connection, for endpoints whose services share
+    SQL with the ingest pipeline (tickets); committed before the response is sent."""
+    async with state.database.driver_connection() as connection, connection.transaction():
+        yield connection
+
+
+DriverDep = Annotated[DriverConnection, Depends(get_driver_connection, scope="function")]
+
 # Documented in OpenAPI by app.main (every /v1 operation requires this scheme).
 SECURITY_SCHEME = {
     "type": "http",
@@ -99,3 +109,5 @@ def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
 FeedbackWriter = Annotated[Principal, Depends(require(Scope.FEEDBACK_WRITE))]
 FeedbackReader = Annotated[Principal, Depends(require(Scope.FEEDBACK_READ))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+TicketReader = Annotated[Principal, Depends(require(Scope.TICKETS_READ))]
+TicketWriter = Annotated[Principal, Depends(require(Scope.TICKETS_WRITE))]

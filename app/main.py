@@ -16,12 +16,25 @@ from app.config import ProcessRoles, Settings
 from app.db import Database
 from app.dependencies import SECURITY_SCHEME, AppState
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
-from app.routers import api_keys, feedback, operations
+from app.repositories.outbox import DELIVERIES_CHANNEL
+from app.routers import (
+    api_keys,
+    deliveries,
+    feedback,
+    inbound,
+    integrations,
+    locations,
+    operations,
+    rules,
+    tickets,
+)
 from app.routers.docs import problem
 from app.schemas.feedback import BatchRequest, FeedbackEventIn
 from app.schemas.problems import Problem
+from app.schemas.tickets import InboundStatus
 from app.services.api_keys import KEYS_CHANGED_CHANNEL, PrincipalCache, ensure_bootstrap_keys
 from app.telemetry import RequestTelemetryMiddleware
+from app.workers.dispatcher import DeliveryDispatcher, make_http_client
 from app.workers.ingest_writer import GroupCommitWriter
 from app.workers.kafka_consumer import KafkaIngestConsumer
 from app.workers.notifications import PostgresListener, Subscription
@@ -53,6 +66,17 @@ Timestamps are RFC 3339 with an offset (naive ones are rejected); ids are string
 TAGS = [
     {"name": "feedback", "description": "Ingest and read feedback events."},
     {"name": "api keys", "description": "Manage API keys (admin)."},
+    {"name": "rules", "description": "Which feedback opens a ticket, and how (admin)."},
+    {"name": "locations", "description": "Locations and their owners, for ticket routing."},
+    {
+        "name": "integrations",
+        "description": "CRM, helpdesk and webhook targets; secrets are write-only (admin).",
+    },
+    {"name": "deliveries", "description": "The delivery outbox: inspect and re-queue (admin)."},
+    {
+        "name": "tickets",
+        "description": "Follow-up tickets opened by rules; status flows back from integrations.",
+    },
     {"name": "operations", "description": "Probes and metrics for operators."},
 ]
 
@@ -92,6 +116,10 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             queue_size=settings.ingest_queue_size,
         )
         consumer = KafkaIngestConsumer(settings, database) if run_consumer else None
+        http = make_http_client(settings)
+        dispatcher = DeliveryDispatcher(settings, database, http) if roles.dispatcher else None
+        if dispatcher is not None:
+            listener.subscribe(Subscription(DELIVERIES_CHANNEL, on_notify=dispatcher.wake))
         try:
             await database.migrate()
             if roles.api:
@@ -105,8 +133,11 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
                     # containers stdout is the log stream too: deployments set
                     # FEEDBACK_BOOTSTRAP_ADMIN_KEY.
                     print(_first_admin_key_banner(new_key), file=sys.stdout, flush=True)
+            if roles.api or dispatcher is not None:
                 await listener.start()
             await writer.start()
+            if dispatcher is not None:
+                await dispatcher.start()
             if consumer is not None:
                 await consumer.start()
             app.state.services = AppState(
@@ -123,6 +154,7 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
                         "embedded_db": database.embedded is not None,
                         "api": roles.api,
                         "kafka_consumer": consumer is not None,
+                        "dispatcher": dispatcher is not None,
                     }
                 },
             )
@@ -131,6 +163,9 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             # The consumer first: it drains its batch through the database.
             if consumer is not None:
                 await consumer.stop()
+            if dispatcher is not None:
+                await dispatcher.stop()
+            await http.aclose()
             await writer.stop()
             await listener.stop()
             await database.close()
@@ -152,7 +187,19 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
         large_body_paths={"/v1/feedback/batch": settings.max_batch_request_bytes},
     )
     routers = (
-        (feedback.router, api_keys.router, operations.router) if roles.api else (operations.router,)
+        (
+            feedback.router,
+            api_keys.router,
+            rules.router,
+            locations.router,
+            integrations.router,
+            deliveries.router,
+            tickets.router,
+            inbound.router,
+            operations.router,
+        )
+        if roles.api
+        else (operations.router,)
     )
     for router in routers:
         app.include_router(router)
@@ -176,7 +223,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema.setdefault("components", {})["securitySchemes"] = {"ApiKey": SECURITY_SCHEME}
     components = schema["components"].setdefault("schemas", {})
     _, extra = models_json_schema(
-        [(FeedbackEventIn, "validation"), (BatchRequest, "validation"), (Problem, "validation")],
+        [
+            (FeedbackEventIn, "validation"),
+            (BatchRequest, "validation"),
+            (Problem, "validation"),
+            (InboundStatus, "validation"),
+        ],
         ref_template="#/components/schemas/{model}",
     )
     components.update(extra.get("$defs", {}))
@@ -184,7 +236,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components.pop("ValidationError", None)
     for path, path_item in schema.get("paths", {}).items():
         for operation in path_item.values():
-            if path.startswith("/v1/"):
+            if path.startswith("/v1/") and not path.startswith("/v1/inbound/"):
                 operation["security"] = [{"ApiKey": []}]
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation or operation.get("parameters"):

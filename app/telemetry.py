@@ -12,7 +12,7 @@ import os
 import re
 import time
 from collections import Counter as Counter_
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -79,6 +79,32 @@ KAFKA_LAG = Gauge(
     "Messages in the partition after this consumer's position (assigned partitions).",
     ["topic", "partition"],
 )
+TICKETS_OPENED = Counter("feedback_tickets_opened_total", "Tickets opened by rules.")
+TICKETS_RESOLVED = Counter(
+    "feedback_tickets_resolved_total", "Tickets moved to resolved (API or inbound status)."
+)
+DELIVERY_ATTEMPTS = Counter(
+    "feedback_delivery_attempts_total",
+    "Delivery attempts by integration and outcome (delivered, retry, dead).",
+    ["integration", "outcome"],
+)
+DELIVERY_LATENCY = Histogram(
+    "feedback_delivery_attempt_duration_seconds",
+    "Duration of one delivery attempt (the request to the integration).",
+    ["integration", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERY_AGE = Histogram(
+    "feedback_delivery_latency_seconds",
+    "From the change that caused a delivery to its successful delivery.",
+    ["integration"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0),
+)
+OUTBOX_DEPTH = Gauge(
+    "feedback_outbox_deliveries",
+    "Deliveries in the outbox by status (pending, delivered, dead), refreshed by dispatchers.",
+    ["status"],
+)
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests served.", ["method", "route", "status"]
 )
@@ -91,7 +117,7 @@ HTTP_LATENCY = Histogram(
 
 
 def record_ingest(
-    events: Iterable[FeedbackEventIn], outcomes: Iterable[IngestOutcome], via: IngestVia
+    events: Sequence[FeedbackEventIn], outcomes: Sequence[IngestOutcome], via: IngestVia
 ) -> None:
     counts: Counter_[tuple[str, str]] = Counter_(
         (event.channel.value, outcome.status.value)
@@ -99,6 +125,9 @@ def record_ingest(
     )
     for (channel, status), count in counts.items():  # one label lookup per kind, not event
         INGESTED_EVENTS.labels(channel, via.value, status).inc(count)
+    opened = sum(1 for outcome in outcomes if outcome.ticket_opened)
+    if opened:
+        TICKETS_OPENED.inc(opened)
 
 
 def record_rejected(channel: str, via: IngestVia, count: int = 1) -> None:

@@ -39,7 +39,12 @@ class HttpConnection:
             await writer.wait_closed()
 
     async def send(self, request: bytes) -> int:
-        """Send one request and return the response status.
+        """Send one request and return the response status (see ``exchange``)."""
+        status, _ = await self.exchange(request)
+        return status
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        """Send one request and return the response status and body.
 
         The server closes keep-alive connections that idle too long; a request that
         meets such a connection is sent once more on a new one. That is safe here:
@@ -54,7 +59,7 @@ class HttpConnection:
                 raise
         return await self._exchange(request)
 
-    async def _exchange(self, request: bytes) -> int:
+    async def _exchange(self, request: bytes) -> tuple[int, bytes]:
         if self._reader is None or self._writer is None:
             reader, writer = await self.open()
         else:
@@ -62,11 +67,11 @@ class HttpConnection:
         writer.write(request)
         await writer.drain()
         status, content_length, keep_alive = await self._read_head(reader)
-        await reader.readexactly(content_length)
+        body = await reader.readexactly(content_length)
         self._answered += 1
         if not keep_alive:
             await self.close()
-        return status
+        return status, body
 
     @staticmethod
     async def _read_head(reader: asyncio.StreamReader) -> tuple[int, int, bool]:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.config import Settings
+from app.config import ProcessRoles, Settings
 from app.dependencies import AppState
 from app.main import create_app
 from app.models.enums import Scope
@@ -49,7 +50,9 @@ def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Set
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+    # No dispatcher in the shared app: dispatcher tests run their own, with their own
+    # settings (private targets allowed, short retry delays).
+    application = create_app(settings, ProcessRoles(dispatcher=False))
     async with application.router.lifespan_context(application):
         yield application
 
@@ -60,13 +63,36 @@ def state(app: FastAPI) -> AppState:
     return services
 
 
+# The rules a fresh installation has (the migrations' default rules), read once before
+# the first test empties the tables.
+_MIGRATED_RULES: list[dict[str, Any]] = []
+
+
 @pytest.fixture(autouse=True)
 async def _empty_tables(request: pytest.FixtureRequest) -> None:
     if "state" not in request.fixturenames and "client" not in request.fixturenames:
         return
     state: AppState = request.getfixturevalue("state")
     async with state.sessionmaker() as session, session.begin():
+        if not _MIGRATED_RULES:
+            result = await session.execute(
+                text("SELECT name, enabled, position, conditions, action FROM rules ORDER BY id")
+            )
+            _MIGRATED_RULES.extend(dict(row) for row in result.mappings())
         await session.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        for rule in _MIGRATED_RULES:
+            await session.execute(
+                text(
+                    "INSERT INTO rules (name, enabled, position, conditions, action) "
+                    "VALUES (:name, :enabled, :position, "
+                    "CAST(:conditions AS jsonb), CAST(:action AS jsonb))"
+                ),
+                {
+                    **rule,
+                    "conditions": orjson.dumps(rule["conditions"]).decode(),
+                    "action": orjson.dumps(rule["action"]).decode(),
+                },
+            )
 
 
 @pytest.fixture

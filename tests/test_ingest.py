@@ -199,7 +199,8 @@ async def test_new_event_is_accepted_with_its_stored_id(
         "id": await stored_id(state, "new-1"),
         "event_id": "new-1",
         "status": "accepted",
-        "ticket_id": None,
+        # The example event's NPS 3 matches the default rule "Strong detractors".
+        "ticket_id": "1",
     }
     assert isinstance(body["id"], str)
     assert await row_count(state) == 1
@@ -217,7 +218,7 @@ async def test_same_event_id_same_content_is_a_duplicate(
         "id": first.json()["id"],
         "event_id": "dup-1",
         "status": "duplicate",
-        "ticket_id": None,
+        "ticket_id": first.json()["ticket_id"],
     }
     assert await row_count(state) == 1
 

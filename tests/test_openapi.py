@@ -27,7 +27,7 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
 from starlette.types import Receive, Scope, Send
 
-from app.config import Settings
+from app.config import ProcessRoles, Settings
 from app.errors import PROBLEM_MEDIA_TYPE
 from app.main import create_app
 from app.schemas.feedback import EXAMPLE_EVENT
@@ -259,8 +259,16 @@ class AppUnderTest:
 
 
 APP_UNDER_TEST = AppUnderTest()
-schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi())
+# POST /v1/integrations/{name}/test calls an integration's real URL, which generated
+# configs make arbitrary hosts (tests talk only to 127.0.0.1): it is covered by
+# tests/test_integrations_api.py against a local server instead.
+schema = schemathesis.openapi.from_dict(create_app(Settings(_env_file=None)).openapi()).exclude(
+    path="/v1/integrations/{name}/test"
+)
 schema.app = APP_UNDER_TEST
+# Authenticated by a webhook signature, not an API key: its 401s are tested in
+# tests/test_closed_loop.py; here it only must never fail with a 5xx or off-schema.
+SIGNED_NOT_KEYED = "/v1/inbound/"
 
 CHECKS = [
     not_a_server_error,
@@ -296,7 +304,11 @@ def api(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             database_url=database_url,
             data_dir=tmp_path_factory.mktemp("schemathesis"),
             bootstrap_admin_key=SecretStr(MASTER_KEY),  # created by the lifespan
-        )
+            # Generated integration URLs name arbitrary hosts: accepted without the DNS
+            # lookups of the SSRF guard, and never called (no dispatcher runs here).
+            allow_private_targets=True,
+        ),
+        ProcessRoles(consumer=False, dispatcher=False),
     )
     try:
         with asgi.get_client(cast(Any, APP_UNDER_TEST)) as http:
@@ -329,6 +341,8 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case[Any], api: Api) -> N
         case.path_parameters["key_id"] = key_id
     response = case.call_and_validate(headers=auth(key), checks=CHECKS)
     sent = response.request.headers.get("Authorization")
+    if case.path.startswith(SIGNED_NOT_KEYED):
+        return
     if sent == f"Bearer {key}":
         # a valid, unrestricted admin key is never refused
         assert response.status_code not in (401, 403), response.text

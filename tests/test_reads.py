@@ -141,6 +141,14 @@ ALL = ["e6", "e5", "e4", "e3", "e2", "e1"]
 async def dataset(client: httpx.AsyncClient, admin_key: str, state: AppState) -> dict[str, str]:
     ids = await seed(client, admin_key, DATASET)
     async with state.sessionmaker() as session, session.begin():
+        for ticket_id in sorted({t for t in TICKETS.values() if t is not None}):
+            await session.execute(
+                text(
+                    "INSERT INTO tickets (id, status, priority, reason, channel) "
+                    "VALUES (:id, 'open', 'normal', 'test', 'web')"
+                ),
+                {"id": ticket_id},
+            )
         for event_id, (label, score) in SENTIMENT.items():
             await session.execute(
                 text(

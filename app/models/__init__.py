@@ -2,7 +2,30 @@
 
 from app.models.api_key import ApiKeyRow
 from app.models.base import Base
+from app.models.closed_loop import (
+    DeliveryAttemptRow,
+    DeliveryRow,
+    IntegrationRow,
+    LocationRow,
+    RuleRow,
+    TicketExternalRefRow,
+    TicketRow,
+    TicketTimelineRow,
+)
 from app.models.customer import CustomerRow
 from app.models.feedback import FeedbackRow
 
-__all__ = ["ApiKeyRow", "Base", "CustomerRow", "FeedbackRow"]
+__all__ = [
+    "ApiKeyRow",
+    "Base",
+    "CustomerRow",
+    "DeliveryAttemptRow",
+    "DeliveryRow",
+    "FeedbackRow",
+    "IntegrationRow",
+    "LocationRow",
+    "RuleRow",
+    "TicketExternalRefRow",
+    "TicketRow",
+    "TicketTimelineRow",
+]

@@ -1,8 +1,9 @@
 """Declarative base with a constraint naming convention (stable names for migrations)."""
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import DateTime, MetaData, func
+from sqlalchemy import DateTime, Enum, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -20,3 +21,16 @@ class Base(DeclarativeBase):
 
 def created_at_column() -> Mapped[datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def enum_column(enum_type: type[StrEnum], name: str, length: int = 16) -> Enum:
+    """Stored as VARCHAR + CHECK rather than a PostgreSQL ENUM type: new values need no
+    ALTER TYPE, and values_callable stores the wire value ("in_store"), not the name."""
+    return Enum(
+        enum_type,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )

@@ -52,3 +52,29 @@ class DeadLetterReason(StrEnum):
     INVALID_EVENT = "invalid_event"
     CONFLICT = "conflict"
     STORAGE_REJECTED = "storage_rejected"
+
+
+class TicketStatus(StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    WAITING = "waiting"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+OPEN_TICKET_STATUSES = frozenset(
+    {TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.WAITING}
+)
+
+
+class TicketPriority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first attempt or its next retry
+    DELIVERED = "delivered"
+    DEAD = "dead"  # a permanent failure or the last retry failed; POST .../retry revives it

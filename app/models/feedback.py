@@ -12,8 +12,8 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
-    Enum,
     Float,
+    ForeignKey,
     Identity,
     Index,
     LargeBinary,
@@ -28,21 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.models.base import Base
+from app.models.base import Base, enum_column
 from app.models.enums import Channel, IngestVia, SentimentLabel
-
-
-def _enum(enum_type: type[Channel] | type[IngestVia] | type[SentimentLabel], name: str) -> Enum:
-    # Stored as VARCHAR + CHECK rather than a PostgreSQL ENUM type: new values need no
-    # ALTER TYPE, and values_callable stores the wire value ("in_store"), not the name.
-    return Enum(
-        enum_type,
-        name=name,
-        native_enum=False,
-        create_constraint=True,
-        length=16,
-        values_callable=lambda members: [member.value for member in members],
-    )
 
 
 class FeedbackRow(Base):
@@ -55,8 +42,8 @@ class FeedbackRow(Base):
     received_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-    ingested_via: Mapped[IngestVia] = mapped_column(_enum(IngestVia, "ingested_via"))
-    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    ingested_via: Mapped[IngestVia] = mapped_column(enum_column(IngestVia, "ingested_via"))
+    channel: Mapped[Channel] = mapped_column(enum_column(Channel, "channel"))
     source: Mapped[str | None] = mapped_column(String(64))
 
     customer_id: Mapped[str | None] = mapped_column(String(128))
@@ -80,14 +67,16 @@ class FeedbackRow(Base):
     text: Mapped[str | None] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(35))
     sentiment_label: Mapped[SentimentLabel | None] = mapped_column(
-        _enum(SentimentLabel, "sentiment_label")
+        enum_column(SentimentLabel, "sentiment_label")
     )
     sentiment_score: Mapped[float | None] = mapped_column(Float)
     tags: Mapped[list[str]] = mapped_column(
         ARRAY(String(64)), server_default=sql_text("'{}'::varchar[]")
     )
     extra_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
-    ticket_id: Mapped[int | None] = mapped_column(BigInteger)
+    ticket_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("tickets.id", ondelete="SET NULL")
+    )
 
     __table_args__ = (
         CheckConstraint("nps BETWEEN 0 AND 10", name="nps_range"),

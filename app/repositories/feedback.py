@@ -209,3 +209,30 @@ async def get(
     query = select(FeedbackRow).where(FeedbackRow.id == feedback_id)
     query = _filtered(query, FeedbackFilter(allowed_location_ids=allowed_location_ids))
     return (await session.execute(query)).scalar_one_or_none()
+
+
+_COLUMN_ATTRIBUTES = {
+    column.name: attribute for attribute, column in FeedbackRow.__mapper__.columns.items()
+}
+_ROWS_BY_IDS_SQL = (
+    "SELECT "
+    + ", ".join(
+        f"{name}::text AS {name}" if name == "metadata" else name for name in _COLUMN_ATTRIBUTES
+    )
+    + " FROM feedback WHERE id = ANY($1::bigint[]) ORDER BY id"
+)
+
+
+async def rows_by_ids(connection: DriverConnection, ids: Sequence[int]) -> list[FeedbackRow]:
+    """Stored rows (detached, read-only) on the driver connection, for payloads built
+    inside the ingest transaction."""
+    if not ids:
+        return []
+    rows = []
+    for record in await connection.fetch(_ROWS_BY_IDS_SQL, sorted(set(ids))):
+        values = {_COLUMN_ATTRIBUTES[name]: record[name] for name in _COLUMN_ATTRIBUTES}
+        if values["extra_metadata"] is not None:
+            values["extra_metadata"] = orjson.loads(values["extra_metadata"])
+        values["content_hash"] = bytes(values["content_hash"])
+        rows.append(FeedbackRow(**values))
+    return rows

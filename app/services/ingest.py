@@ -3,7 +3,8 @@
 ``ingest_events`` takes a group of already-validated events and, inside the caller's
 transaction: settles duplicates within the group (first wins), inserts the new ones in
 one set-based statement, tells exact duplicates from conflicts by content hash, and
-records customer sightings. The caller commits, then answers (or commits offsets).
+records customer sightings, then closes the loop (rules, tickets, outbox deliveries;
+``services.closed_loop``). The caller commits, then answers (or commits offsets).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.repositories import feedback as feedback_repo
 from app.repositories.customers import CustomerSighting
 from app.repositories.feedback import NewFeedback
 from app.schemas.feedback import FeedbackEventIn, IngestStatus
+from app.services.closed_loop import StoredEvent, close_the_loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,7 @@ class IngestOutcome:
     status: IngestStatus  # accepted, duplicate or conflict
     feedback_id: int | None  # the stored event (for duplicates and conflicts: the earlier one)
     ticket_id: int | None
+    ticket_opened: bool = False  # this transaction opened the ticket
 
 
 def content_hash(event: FeedbackEventIn) -> bytes:
@@ -141,6 +144,13 @@ async def ingest_events(
     await customers_repo.record_sightings(
         connection, _sightings([events[first_index[event_id]] for event_id in inserted])
     )
+    loop = await close_the_loop(
+        connection,
+        [
+            StoredEvent(events[first_index[event_id]], feedback_id)
+            for event_id, feedback_id in sorted(inserted.items(), key=lambda item: item[1])
+        ],
+    )
 
     outcomes: list[IngestOutcome] = []
     for index, event in enumerate(events):
@@ -154,7 +164,16 @@ async def ingest_events(
                 if is_first
                 else (IngestStatus.DUPLICATE if same else IngestStatus.CONFLICT)
             )
-            outcomes.append(IngestOutcome(event_id, status, stored_id, None))
+            ticket_id = loop.ticket_of.get(stored_id)
+            outcomes.append(
+                IngestOutcome(
+                    event_id,
+                    status,
+                    stored_id,
+                    ticket_id,
+                    ticket_opened=is_first and ticket_id in loop.opened,
+                )
+            )
         else:
             stored = already_stored[event_id]
             same = digests[index] == stored.content_hash

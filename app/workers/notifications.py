@@ -42,6 +42,10 @@ class PostgresListener:
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
+    def subscribe(self, subscription: Subscription) -> None:
+        """Add a subscriber (before ``start``)."""
+        self._subscriptions.append(subscription)
+
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="postgres-listener")
         # Start-up waits briefly for the first connection; if the database is slow the
