@@ -46,6 +46,7 @@ class NewFeedback(TypedDict):
     sentiment_score: float | None
     tags: list[str]
     metadata: dict[str, Any] | None
+    ticket_id: int | None
 
 
 _RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -76,6 +77,7 @@ _RECORD_COLUMNS: tuple[tuple[str, str], ...] = (
     ("sentiment_score", "float8"),
     ("tags", "varchar[]"),
     ("metadata", "jsonb"),
+    ("ticket_id", "bigint"),
 )
 _CONVERTED = {"content_hash": "decode(r.content_hash, 'hex')"}
 

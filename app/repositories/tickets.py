@@ -74,6 +74,13 @@ async def insert_open_tickets(
     return {record["id"] for record in records}
 
 
+async def delete_tickets(connection: DriverConnection, ticket_ids: Sequence[int]) -> None:
+    if ticket_ids:
+        await connection.execute(
+            "DELETE FROM tickets WHERE id = ANY($1::bigint[])", sorted(set(ticket_ids))
+        )
+
+
 async def lock_open_tickets(
     connection: DriverConnection, customer_ids: Sequence[str]
 ) -> dict[str, int]:
@@ -87,20 +94,6 @@ async def lock_open_tickets(
         sorted(set(customer_ids)),
     )
     return {record["customer_id"]: record["id"] for record in records}
-
-
-async def assign_feedback(
-    connection: DriverConnection, assignments: Sequence[tuple[int, int]]
-) -> None:
-    """Point feedback rows at their tickets: ``(feedback_id, ticket_id)`` pairs."""
-    if not assignments:
-        return
-    await connection.execute(
-        "UPDATE feedback SET ticket_id = v.ticket_id "
-        "FROM json_to_recordset($1::json) AS v(feedback_id bigint, ticket_id bigint) "
-        "WHERE feedback.id = v.feedback_id",
-        orjson.dumps([{"feedback_id": f, "ticket_id": t} for f, t in assignments]).decode(),
-    )
 
 
 async def add_timeline(connection: DriverConnection, entries: Sequence[TimelineEntry]) -> None:

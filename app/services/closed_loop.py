@@ -1,16 +1,18 @@
 """Closing the loop inside the ingest transaction (SPEC section 6).
 
-For the events a transaction has just stored: the first enabled rule that matches
-decides a ticket; the ticket goes to the customer's open ticket if there is one (a
-timeline entry and ``ticket.updated``), else a new one is opened (``ticket.created``),
-routed to the rule's assignee/team or the location's owner/team, with an SLA due time.
-Deliveries for every subscribed integration are written to the outbox in the same
+For the events of an ingest transaction, the first enabled rule that matches decides a
+ticket: the customer's open ticket if there is one (a timeline entry and
+``ticket.updated``), else a new one (``ticket.created``), routed to the rule's
+assignee/team or the location's owner/team, with an SLA due time. ``plan_tickets``
+decides before the events are inserted (each row is written with its ticket id);
+``finish_tickets`` completes the picture for the events that were in fact new, and
+writes deliveries for every subscribed integration to the outbox in the same
 transaction: the event, its ticket and the deliveries they cause commit together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,11 +34,17 @@ PAYLOAD_FEEDBACK_LIMIT = 5
 MAX_TICKET_ROUNDS = 3  # a race with a concurrent transaction is settled in the next round
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    event: FeedbackEventIn
-    feedback_id: int
-    sentiment_score: float | None = None
+@dataclass(slots=True)
+class TicketPlan:
+    """Tickets decided before the events are inserted, so each feedback row is written
+    with its ``ticket_id`` (updating 500 fresh rows afterwards cost more than inserting
+    them). New tickets are inserted already; ``finish_tickets`` keeps those that got a
+    newly stored event and removes the others (events that were already stored)."""
+
+    integrations: list[IntegrationTarget] = field(default_factory=list)
+    ticket_of_event: dict[str, int] = field(default_factory=dict)  # event_id -> ticket
+    rule_of_event: dict[str, CompiledRule] = field(default_factory=dict)
+    new_tickets: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -65,111 +73,117 @@ def _targets(rule: CompiledRule, integrations: Sequence[IntegrationTarget]) -> l
     return [integration.id for integration in integrations if integration.name in named]
 
 
-async def close_the_loop(connection: DriverConnection, stored: Sequence[StoredEvent]) -> LoopResult:
-    """Tickets and deliveries for newly stored events, in the caller's transaction."""
-    result = LoopResult()
-    if not stored:
-        return result
+async def plan_tickets(
+    connection: DriverConnection,
+    events: Sequence[FeedbackEventIn],
+    sentiment_scores: Mapping[str, float] | None = None,
+) -> TicketPlan:
+    """Decide each event's ticket (``events``: one per event_id, not stored yet): the
+    customer's open ticket, or a new one (one per customer; one per anonymous event)."""
+    plan = TicketPlan()
     rules = [
         compile_rule(rule.id, rule.name, rule.conditions, rule.action)
         for rule in await routing.enabled_rules(connection)
     ]
-    integrations = await routing.enabled_integrations(connection)
-    matches = [
-        (item, rule)
-        for item in stored
-        if (rule := first_match(rules, item.event, item.sentiment_score)) is not None
-    ]
-    updated: set[int] = set()
-    if matches:
-        updated = await _open_or_attach(connection, matches, integrations, result)
-    if integrations:
-        await _write_deliveries(connection, stored, integrations, result, updated)
-    return result
-
-
-async def _open_or_attach(
-    connection: DriverConnection,
-    matches: Sequence[tuple[StoredEvent, CompiledRule]],
-    integrations: Sequence[IntegrationTarget],
-    result: LoopResult,
-) -> set[int]:
-    """Give every matched event a ticket; returns existing tickets that got feedback."""
+    plan.integrations = await routing.enabled_integrations(connection)
+    scores = sentiment_scores or {}
+    pending: list[tuple[FeedbackEventIn, CompiledRule]] = []
+    for event in events:
+        rule = first_match(rules, event, scores.get(event.event_id))
+        if rule is not None:
+            pending.append((event, rule))
+            plan.rule_of_event[event.event_id] = rule
+    if not pending:
+        return plan
     owners = await routing.location_owners(
-        connection, sorted({m.event.location_id for m, _ in matches if m.event.location_id})
+        connection, sorted({event.location_id for event, _ in pending if event.location_id})
     )
-    timeline: list[TimelineEntry] = []
-    updated: set[int] = set()
-    pending = list(matches)
     for _round in range(MAX_TICKET_ROUNDS):
-        customer_ids = [
-            m.event.customer.id for m, _ in pending if m.event.customer and m.event.customer.id
-        ]
+        customer_ids = [e.customer.id for e, _ in pending if e.customer and e.customer.id]
         open_ticket = await tickets_repo.lock_open_tickets(connection, customer_ids)
-        openers: dict[str | None, list[tuple[StoredEvent, CompiledRule]]] = {}
-        anonymous: list[tuple[StoredEvent, CompiledRule]] = []
-        for item, rule in pending:
-            customer_id = item.event.customer.id if item.event.customer else None
+        by_customer: dict[str, list[tuple[FeedbackEventIn, CompiledRule]]] = {}
+        groups: list[list[tuple[FeedbackEventIn, CompiledRule]]] = []
+        for event, rule in pending:
+            customer_id = event.customer.id if event.customer else None
             if customer_id is not None and customer_id in open_ticket:
-                ticket_id = open_ticket[customer_id]
-                result.ticket_of[item.feedback_id] = ticket_id
-                updated.add(ticket_id)
-                timeline.append(_attached(ticket_id, item.feedback_id, rule))
+                plan.ticket_of_event[event.event_id] = open_ticket[customer_id]
             elif customer_id is None:
-                anonymous.append((item, rule))
+                groups.append([(event, rule)])
+            elif customer_id in by_customer:
+                by_customer[customer_id].append((event, rule))
             else:
-                openers.setdefault(customer_id, []).append((item, rule))
-        # One new ticket per customer (its first matched event opens it, later ones of
-        # this transaction attach to it) and one per anonymous event.
-        groups = [*openers.values(), *([pair] for pair in anonymous)]
+                by_customer[customer_id] = [(event, rule)]
+                groups.append(by_customer[customer_id])
         ids = await tickets_repo.allocate_ticket_ids(connection, len(groups))
-        new = [
-            _new_ticket(ticket_id, group[0][0], group[0][1], owners, integrations)
-            for ticket_id, group in zip(ids, groups, strict=True)
-        ]
-        inserted = await tickets_repo.insert_open_tickets(connection, new)
+        inserted = await tickets_repo.insert_open_tickets(
+            connection,
+            [
+                _new_ticket(ticket_id, *group[0], owners, plan.integrations)
+                for ticket_id, group in zip(ids, groups, strict=True)
+            ],
+        )
         pending = []
         for ticket_id, group in zip(ids, groups, strict=True):
-            if ticket_id not in inserted:  # a concurrent transaction opened one first
+            if ticket_id in inserted:
+                plan.new_tickets.add(ticket_id)
+                for event, _ in group:
+                    plan.ticket_of_event[event.event_id] = ticket_id
+            else:  # a concurrent transaction opened this customer's ticket first
                 pending.extend(group)
-                continue
-            result.opened.add(ticket_id)
-            opener, rule = group[0]
-            result.ticket_of[opener.feedback_id] = ticket_id
-            timeline.append(
-                TimelineEntry(
-                    ticket_id,
-                    "created",
-                    f"Opened by rule '{rule.name}' for feedback {opener.feedback_id}",
-                )
-            )
-            for item, item_rule in group[1:]:
-                result.ticket_of[item.feedback_id] = ticket_id
-                timeline.append(_attached(ticket_id, item.feedback_id, item_rule))
         # Each round settles the races it saw; events still pending after the last one
         # (not seen in practice) stay without a ticket rather than failing the ingest.
         if not pending:
             break
-    await tickets_repo.assign_feedback(connection, sorted(result.ticket_of.items()))
+    return plan
+
+
+async def finish_tickets(
+    connection: DriverConnection,
+    plan: TicketPlan,
+    stored: Sequence[tuple[FeedbackEventIn, int]],
+) -> LoopResult:
+    """After the insert: ``stored`` are the events newly stored (with their feedback
+    ids), in insertion order. Records the timeline, drops new tickets none of whose
+    events was stored (they were duplicates), and writes the outbox deliveries."""
+    result = LoopResult()
+    timeline: list[TimelineEntry] = []
+    updated: set[int] = set()
+    for event, feedback_id in stored:
+        ticket_id = plan.ticket_of_event.get(event.event_id)
+        if ticket_id is None:
+            continue
+        rule = plan.rule_of_event[event.event_id]
+        result.ticket_of[feedback_id] = ticket_id
+        if ticket_id in plan.new_tickets and ticket_id not in result.opened:
+            result.opened.add(ticket_id)
+            detail = f"Opened by rule '{rule.name}' for feedback {feedback_id}"
+            timeline.append(TimelineEntry(ticket_id, "created", detail))
+        else:
+            if ticket_id not in plan.new_tickets:
+                updated.add(ticket_id)
+            detail = f"Feedback {feedback_id} attached (rule '{rule.name}')"
+            timeline.append(TimelineEntry(ticket_id, "feedback_attached", detail))
+    await tickets_repo.delete_tickets(connection, sorted(plan.new_tickets - result.opened))
     await tickets_repo.add_timeline(connection, timeline)
-    await tickets_repo.touch(connection, sorted(updated - result.opened))
-    return updated - result.opened
-
-
-def _attached(ticket_id: int, feedback_id: int, rule: CompiledRule) -> TimelineEntry:
-    return TimelineEntry(
-        ticket_id, "feedback_attached", f"Feedback {feedback_id} attached (rule '{rule.name}')"
-    )
+    await tickets_repo.touch(connection, sorted(updated))
+    if plan.integrations:
+        await _write_deliveries(
+            connection,
+            [feedback_id for _, feedback_id in stored],
+            plan.integrations,
+            result,
+            updated,
+        )
+    return result
 
 
 def _new_ticket(
     ticket_id: int,
-    opener: StoredEvent,
+    event: FeedbackEventIn,
     rule: CompiledRule,
     owners: dict[str, routing.LocationOwner],
     integrations: Sequence[IntegrationTarget],
 ) -> NewTicket:
-    event = opener.event
     owner = owners.get(event.location_id) if event.location_id else None
     action = rule.action
     sla = action.sla_hours
@@ -191,7 +205,7 @@ def _new_ticket(
 
 async def _write_deliveries(
     connection: DriverConnection,
-    stored: Sequence[StoredEvent],
+    feedback_ids: Sequence[int],
     integrations: Sequence[IntegrationTarget],
     result: LoopResult,
     updated: set[int],
@@ -200,7 +214,7 @@ async def _write_deliveries(
     deliveries: list[NewDelivery] = []
     received = [i for i in integrations if EventType.FEEDBACK_RECEIVED in i.events]
     if received:
-        rows = await feedback_repo.rows_by_ids(connection, [s.feedback_id for s in stored])
+        rows = await feedback_repo.rows_by_ids(connection, feedback_ids)
         for row in rows:
             data = feedback_out(row).model_dump(mode="json")
             deliveries.extend(

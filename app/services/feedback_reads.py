@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,26 +11,13 @@ from app.models.feedback import FeedbackRow
 from app.repositories import feedback as repo
 from app.repositories.feedback import FeedbackFilter
 from app.services.access import Principal
-from app.services.pagination import cursor_error, decode_cursor, encode_cursor
+from app.services.pagination import decode_time_position, encode_cursor
 
 
 @dataclass(frozen=True, slots=True)
 class FeedbackPageResult:
     rows: list[FeedbackRow]
     next_cursor: str | None
-
-
-def _decode_position(cursor: str) -> tuple[datetime, int]:
-    values = decode_cursor(cursor)
-    try:
-        occurred_at = datetime.fromisoformat(values[0])
-        row_id = int(values[1])
-        if occurred_at.tzinfo is None or len(values) != 2 or not 0 <= row_id < 2**63:
-            raise ValueError("not a cursor of ours")
-        occurred_at = occurred_at.astimezone(UTC)
-    except (IndexError, TypeError, ValueError, OverflowError):
-        raise cursor_error() from None
-    return occurred_at, row_id
 
 
 async def list_feedback(
@@ -44,7 +30,7 @@ async def list_feedback(
 ) -> FeedbackPageResult:
     principal.require_locations(filters.location_ids)
     scoped = replace(filters, allowed_location_ids=principal.readable_locations())
-    before = _decode_position(cursor) if cursor is not None else None
+    before = decode_time_position(cursor) if cursor is not None else None
     rows = await repo.list_page(session, scoped, before=before, limit=limit + 1)
     next_cursor = None
     if len(rows) > limit:

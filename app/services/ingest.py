@@ -22,7 +22,7 @@ from app.repositories import feedback as feedback_repo
 from app.repositories.customers import CustomerSighting
 from app.repositories.feedback import NewFeedback
 from app.schemas.feedback import FeedbackEventIn, IngestStatus
-from app.services.closed_loop import StoredEvent, close_the_loop
+from app.services.closed_loop import finish_tickets, plan_tickets
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,9 @@ def content_hash(event: FeedbackEventIn) -> bytes:
     return digest.digest()
 
 
-def feedback_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFeedback:
+def feedback_row(
+    event: FeedbackEventIn, digest: bytes, via: IngestVia, ticket_id: int | None = None
+) -> NewFeedback:
     customer = event.customer
     nps = event.score(ScoreMetric.NPS)
     csat = event.score(ScoreMetric.CSAT)
@@ -86,6 +88,7 @@ def feedback_row(event: FeedbackEventIn, digest: bytes, via: IngestVia) -> NewFe
         sentiment_score=None,
         tags=event.tags,
         metadata=event.metadata,
+        ticket_id=ticket_id,
     )
 
 
@@ -135,8 +138,13 @@ async def ingest_events(
         first_index.setdefault(event.event_id, index)
 
     firsts = sorted(first_index.items())  # event_id order: see insert_new
+    plan = await plan_tickets(connection, [events[i] for _, i in firsts])
     inserted = await feedback_repo.insert_new(
-        connection, [feedback_row(events[i], digests[i], via) for _, i in firsts]
+        connection,
+        [
+            feedback_row(events[i], digests[i], via, plan.ticket_of_event.get(event_id))
+            for event_id, i in firsts
+        ],
     )
     already_stored = await feedback_repo.find_by_event_ids(
         connection, [event_id for event_id, _ in firsts if event_id not in inserted]
@@ -144,10 +152,11 @@ async def ingest_events(
     await customers_repo.record_sightings(
         connection, _sightings([events[first_index[event_id]] for event_id in inserted])
     )
-    loop = await close_the_loop(
+    loop = await finish_tickets(
         connection,
+        plan,
         [
-            StoredEvent(events[first_index[event_id]], feedback_id)
+            (events[first_index[event_id]], feedback_id)
             for event_id, feedback_id in sorted(inserted.items(), key=lambda item: item[1])
         ],
     )

@@ -23,7 +23,7 @@ from app.repositories.tickets import TicketFilter, TimelineEntry
 from app.schemas.tickets import InboundStatus, TicketOut
 from app.services.access import Principal
 from app.services.closed_loop import ticket_deliveries
-from app.services.pagination import cursor_error, decode_cursor, encode_cursor
+from app.services.pagination import decode_time_position, encode_cursor
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +53,7 @@ async def list_tickets(
 ) -> tuple[list[TicketOut], str | None]:
     principal.require_locations(filters.location_ids)
     scoped = replace(filters, allowed_location_ids=principal.readable_locations())
-    after = _decode_position(cursor) if cursor is not None else None
+    after = decode_time_position(cursor) if cursor is not None else None
     keys = await repo.list_ticket_ids(connection, scoped, after=after, limit=limit + 1)
     next_cursor = None
     if len(keys) > limit:
@@ -61,18 +61,6 @@ async def list_tickets(
         next_cursor = encode_cursor(keys[-1][0].isoformat(), keys[-1][1])
     documents = await repo.ticket_documents(connection, [ticket_id for _, ticket_id in keys])
     return [_out(documents[ticket_id]) for _, ticket_id in keys], next_cursor
-
-
-def _decode_position(cursor: str) -> tuple[datetime, int]:
-    values = decode_cursor(cursor)
-    try:
-        created_at = datetime.fromisoformat(values[0])
-        ticket_id = int(values[1])
-        if created_at.tzinfo is None or len(values) != 2 or not 0 <= ticket_id < 2**63:
-            raise ValueError("not a cursor of ours")
-    except (IndexError, TypeError, ValueError, OverflowError):
-        raise cursor_error() from None
-    return created_at.astimezone(UTC), ticket_id
 
 
 def _out(document: Mapping[str, object]) -> TicketOut:
