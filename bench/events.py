@@ -49,13 +49,23 @@ def event_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
     return document
 
 
-class EventTemplate:
-    """One encoded event whose ids are filled in per sequence number."""
+def promoter_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
+    """The same event from a happy customer: no rule opens a ticket for it."""
+    document = event_document(id_prefix, occurred_at)
+    document["scores"] = [{"metric": "nps", "value": 9}, {"metric": "csat", "value": 5}]
+    document["text"] = "Schnell und freundlich, danke!"
+    return document
 
-    def __init__(self, id_prefix: str) -> None:
+
+class EventTemplate:
+    """One encoded event whose ids are filled in per sequence number. The spec's example
+    is a detractor (NPS 3): the default rules open a ticket for each of these."""
+
+    def __init__(self, id_prefix: str, *, promoter: bool = False) -> None:
         # A minute ago: the service rejects events more than 5 minutes in the future.
         occurred_at = datetime.now(UTC) - timedelta(minutes=1)
-        encoded = orjson.dumps(event_document(id_prefix, occurred_at))
+        document = (promoter_document if promoter else event_document)(id_prefix, occurred_at)
+        encoded = orjson.dumps(document)
         self._parts = encoded.split(SEQ_MARK.encode())
 
     def render(self, seq: int) -> bytes:

