@@ -1,5 +1,6 @@
 """What the ingest pipeline reads to route poor feedback: enabled rules, enabled
-integrations and the owners of locations (small tables, read per transaction)."""
+integrations and the owners of locations (small tables, read per transaction, in one
+round trip)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,15 +32,47 @@ class LocationOwner:
     team: str | None
 
 
-async def enabled_rules(connection: DriverConnection) -> list[StoredRule]:
-    records = await connection.fetch(
-        "SELECT id, name, conditions::text AS conditions, action::text AS action "
-        "FROM rules WHERE enabled ORDER BY position, id"
+@dataclass(frozen=True, slots=True)
+class Routing:
+    rules: list[StoredRule]  # enabled, in (position, id) order
+    integrations: list[IntegrationTarget]  # enabled
+    owners: dict[str, LocationOwner]  # of the locations asked for
+
+
+_ROUTING_SQL = """
+    SELECT
+      (SELECT coalesce(json_agg(json_build_object(
+                 'id', id, 'name', name, 'conditions', conditions, 'action', action)
+                 ORDER BY position, id), '[]')
+       FROM rules WHERE enabled)::text AS rules,
+      (SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'events', events)
+                 ORDER BY id), '[]')
+       FROM integrations WHERE enabled)::text AS integrations,
+      (SELECT coalesce(json_agg(json_build_object(
+                 'location_id', location_id, 'owner', owner, 'team', team)), '[]')
+       FROM locations WHERE location_id = ANY($1::varchar[]))::text AS owners
+"""
+
+
+async def routing_for(connection: DriverConnection, location_ids: Sequence[str]) -> Routing:
+    """Enabled rules and integrations, and the owners of ``location_ids``: one round
+    trip, as every ingest transaction needs them."""
+    record = await connection.fetchrow(_ROUTING_SQL, sorted(set(location_ids)))
+    assert record is not None
+    return Routing(
+        rules=[
+            StoredRule(r["id"], r["name"], r["conditions"], r["action"])
+            for r in orjson.loads(record["rules"])
+        ],
+        integrations=[
+            IntegrationTarget(i["id"], i["name"], frozenset(i["events"]))
+            for i in orjson.loads(record["integrations"])
+        ],
+        owners={
+            o["location_id"]: LocationOwner(o["owner"], o["team"])
+            for o in orjson.loads(record["owners"])
+        },
     )
-    return [
-        StoredRule(r["id"], r["name"], orjson.loads(r["conditions"]), orjson.loads(r["action"]))
-        for r in records
-    ]
 
 
 async def enabled_integrations(connection: DriverConnection) -> list[IntegrationTarget]:
@@ -47,15 +80,3 @@ async def enabled_integrations(connection: DriverConnection) -> list[Integration
         "SELECT id, name, events FROM integrations WHERE enabled ORDER BY id"
     )
     return [IntegrationTarget(r["id"], r["name"], frozenset(r["events"])) for r in records]
-
-
-async def location_owners(
-    connection: DriverConnection, location_ids: Sequence[str]
-) -> dict[str, LocationOwner]:
-    if not location_ids:
-        return {}
-    records = await connection.fetch(
-        "SELECT location_id, owner, team FROM locations WHERE location_id = ANY($1::varchar[])",
-        list(location_ids),
-    )
-    return {r["location_id"]: LocationOwner(r["owner"], r["team"]) for r in records}

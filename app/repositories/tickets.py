@@ -15,7 +15,6 @@ from app.db import DriverConnection
 
 @dataclass(frozen=True, slots=True)
 class NewTicket:
-    id: int  # allocated beforehand (allocate_ticket_ids), so the caller knows it
     priority: str
     reason: str
     rule_id: int | None
@@ -36,42 +35,46 @@ class TimelineEntry:
     detail: str | None
 
 
-async def allocate_ticket_ids(connection: DriverConnection, count: int) -> list[int]:
-    if count == 0:
-        return []
-    records = await connection.fetch(
-        "SELECT nextval(pg_get_serial_sequence('tickets', 'id')) AS id FROM generate_series(1, $1)",
-        count,
-    )
-    return [record["id"] for record in records]
-
-
+# Ids are drawn here (nextval per row, in input order) so that the caller learns each
+# ticket's id in the same round trip, including whether it lost a race to a concurrent
+# transaction that opened the customer's ticket first (then nothing is inserted).
 _INSERT_OPEN_SQL = """
-    INSERT INTO tickets (id, status, priority, reason, rule_id, assignee, team, location_id,
-                         channel, customer_id, customer, target_integration_ids, sla_due_at)
-    SELECT r.id, 'open', r.priority, r.reason, r.rule_id, r.assignee, r.team, r.location_id,
-           r.channel, r.customer_id, r.customer, r.target_integration_ids, r.sla_due_at
-    FROM json_to_recordset($1::json) AS r(
-        id bigint, priority varchar, reason varchar, rule_id bigint, assignee varchar,
-        team varchar, location_id varchar, channel varchar, customer_id varchar,
-        customer jsonb, target_integration_ids bigint[], sla_due_at timestamptz)
-    ORDER BY r.customer_id, r.id
-    ON CONFLICT (customer_id)
-    WHERE customer_id IS NOT NULL AND status IN ('open', 'in_progress', 'waiting')
-    DO NOTHING
-    RETURNING id
+    WITH input AS MATERIALIZED (
+        SELECT r.*, n.ord, nextval(pg_get_serial_sequence('tickets', 'id')) AS new_id
+        FROM json_array_elements($1::json) WITH ORDINALITY AS n(doc, ord),
+             json_to_record(n.doc) AS r(
+                 priority varchar, reason varchar, rule_id bigint, assignee varchar,
+                 team varchar, location_id varchar, channel varchar, customer_id varchar,
+                 customer jsonb, target_integration_ids bigint[], sla_due_at timestamptz)
+    ),
+    inserted AS (
+        INSERT INTO tickets (id, status, priority, reason, rule_id, assignee, team,
+                             location_id, channel, customer_id, customer,
+                             target_integration_ids, sla_due_at)
+        SELECT new_id, 'open', priority, reason, rule_id, assignee, team, location_id,
+               channel, customer_id, customer, target_integration_ids, sla_due_at
+        FROM input
+        ORDER BY customer_id, new_id
+        ON CONFLICT (customer_id)
+        WHERE customer_id IS NOT NULL AND status IN ('open', 'in_progress', 'waiting')
+        DO NOTHING
+        RETURNING id
+    )
+    SELECT inserted.id
+    FROM input LEFT JOIN inserted ON inserted.id = input.new_id
+    ORDER BY input.ord
 """
 
 
 async def insert_open_tickets(
     connection: DriverConnection, tickets: Sequence[NewTicket]
-) -> set[int]:
-    """Open tickets; returns the ids inserted. A ticket whose customer already has an
-    open one (opened by a concurrent transaction) is not inserted."""
+) -> list[int | None]:
+    """Open tickets; returns each one's id in input order, or None where the customer
+    already has an open ticket (opened by a concurrent transaction)."""
     if not tickets:
-        return set()
+        return []
     records = await connection.fetch(_INSERT_OPEN_SQL, orjson.dumps(tickets).decode())
-    return {record["id"] for record in records}
+    return [record["id"] for record in records]
 
 
 async def delete_tickets(connection: DriverConnection, ticket_ids: Sequence[int]) -> None:

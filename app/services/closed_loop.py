@@ -81,11 +81,14 @@ async def plan_tickets(
     """Decide each event's ticket (``events``: one per event_id, not stored yet): the
     customer's open ticket, or a new one (one per customer; one per anonymous event)."""
     plan = TicketPlan()
+    routing_now = await routing.routing_for(
+        connection, [event.location_id for event in events if event.location_id]
+    )
     rules = [
-        compile_rule(rule.id, rule.name, rule.conditions, rule.action)
-        for rule in await routing.enabled_rules(connection)
+        compile_rule(rule.id, rule.name, rule.conditions, rule.action) for rule in routing_now.rules
     ]
-    plan.integrations = await routing.enabled_integrations(connection)
+    plan.integrations = routing_now.integrations
+    owners = routing_now.owners
     scores = sentiment_scores or {}
     pending: list[tuple[FeedbackEventIn, CompiledRule]] = []
     for event in events:
@@ -95,9 +98,6 @@ async def plan_tickets(
             plan.rule_of_event[event.event_id] = rule
     if not pending:
         return plan
-    owners = await routing.location_owners(
-        connection, sorted({event.location_id for event, _ in pending if event.location_id})
-    )
     for _round in range(MAX_TICKET_ROUNDS):
         customer_ids = [e.customer.id for e, _ in pending if e.customer and e.customer.id]
         open_ticket = await tickets_repo.lock_open_tickets(connection, customer_ids)
@@ -114,17 +114,12 @@ async def plan_tickets(
             else:
                 by_customer[customer_id] = [(event, rule)]
                 groups.append(by_customer[customer_id])
-        ids = await tickets_repo.allocate_ticket_ids(connection, len(groups))
-        inserted = await tickets_repo.insert_open_tickets(
-            connection,
-            [
-                _new_ticket(ticket_id, *group[0], owners, plan.integrations)
-                for ticket_id, group in zip(ids, groups, strict=True)
-            ],
+        ids = await tickets_repo.insert_open_tickets(
+            connection, [_new_ticket(*group[0], owners, plan.integrations) for group in groups]
         )
         pending = []
         for ticket_id, group in zip(ids, groups, strict=True):
-            if ticket_id in inserted:
+            if ticket_id is not None:
                 plan.new_tickets.add(ticket_id)
                 for event, _ in group:
                     plan.ticket_of_event[event.event_id] = ticket_id
@@ -178,7 +173,6 @@ async def finish_tickets(
 
 
 def _new_ticket(
-    ticket_id: int,
     event: FeedbackEventIn,
     rule: CompiledRule,
     owners: dict[str, routing.LocationOwner],
@@ -188,7 +182,6 @@ def _new_ticket(
     action = rule.action
     sla = action.sla_hours
     return NewTicket(
-        id=ticket_id,
         priority=action.priority.value,
         reason=rule.name,
         rule_id=rule.id,
