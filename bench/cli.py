@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         "--connections", type=int, default=64, help="connections for single-event phases"
     )
     parser.add_argument(
+        "--detractors",
+        type=float,
+        default=0.3,
+        help="share of events from detractors, each opening a ticket (default 0.3; 1: all)",
+    )
+    parser.add_argument(
         "--batch-connections",
         type=int,
         default=4,
@@ -55,6 +61,8 @@ def parse_options(argv: Sequence[str]) -> Options:
     duration = QUICK_DURATION_S if args.quick else (args.duration or DEFAULT_DURATION_S)
     if not 0 < duration <= 600:
         parser.error("--duration must be between 0 and 600 seconds")
+    if not 0 <= args.detractors <= 1:
+        parser.error("--detractors must be between 0 and 1")
     for name in ("connections", "batch_connections"):
         if not 1 <= getattr(args, name) <= 512:
             parser.error(f"--{name.replace('_', '-')} must be between 1 and 512")
@@ -64,6 +72,7 @@ def parse_options(argv: Sequence[str]) -> Options:
         only=args.only,
         connections=args.connections,
         batch_connections=args.batch_connections,
+        detractor_share=args.detractors,
     )
 
 
@@ -85,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         duration_s=options.duration_s,
         warmup_s=options.warmup_s,
         fixed_rate_fraction=FIXED_RATE_FRACTION,
+        detractor_share=options.detractor_share,
     )
     markdown = render(run.results, info, Targets())
     print(markdown)

@@ -49,12 +49,34 @@ def event_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
     return document
 
 
+PROMOTER_TEXT = "Schnell und freundlich, alles bestens. Gerne wieder hier!!"
+
+
 def promoter_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
-    """The same event from a happy customer: no rule opens a ticket for it."""
+    """The same event from a happy customer: no rule opens a ticket for it. Encoded, it
+    is exactly as long as the detractor's, so requests keep one Content-Length."""
     document = event_document(id_prefix, occurred_at)
-    document["scores"] = [{"metric": "nps", "value": 9}, {"metric": "csat", "value": 5}]
-    document["text"] = "Schnell und freundlich, danke!"
+    document["scores"] = [
+        {"metric": "nps", "value": 9},
+        {"metric": "csat", "value": 5, "scale": 5},
+    ]
+    assert len(PROMOTER_TEXT) == len(document["text"])
+    document["text"] = PROMOTER_TEXT
     return document
+
+
+class MixedTemplate:
+    """Detractors (the spec's example, NPS 3: a ticket each) for ``detractor_share`` of
+    the sequence numbers, evenly spread; promoters (no ticket) for the rest."""
+
+    def __init__(self, id_prefix: str, detractor_share: float) -> None:
+        self._detractor = EventTemplate(id_prefix)
+        self._promoter = EventTemplate(id_prefix, promoter=True)
+        self._per_hundred = round(detractor_share * 100)
+
+    def render(self, seq: int) -> bytes:
+        template = self._detractor if seq % 100 < self._per_hundred else self._promoter
+        return template.render(seq)
 
 
 class EventTemplate:
@@ -84,9 +106,15 @@ class RequestFactory:
     """
 
     def __init__(
-        self, *, port: int, token: str | None, events_per_request: int, id_prefix: str
+        self,
+        *,
+        port: int,
+        token: str | None,
+        events_per_request: int,
+        id_prefix: str,
+        detractor_share: float = 1.0,
     ) -> None:
-        self._template = EventTemplate(id_prefix)
+        self._template = MixedTemplate(id_prefix, detractor_share)
         self._events_per_request = events_per_request
         self._next_seq = 0
         content_length = len(self._body(0))

@@ -46,6 +46,7 @@ class LoadSpec:
     duration_s: float
     warmup_s: float = 0.0
     rate_per_s: float | None = None  # None: closed loop, as fast as the answers come
+    detractor_share: float = 1.0  # events that open a ticket (see bench.events)
 
     def time_budget_s(self) -> float:
         """An upper bound on the run, for the parent's timeout."""
@@ -225,6 +226,7 @@ async def run_load(spec: LoadSpec) -> LoadResult:
         token=spec.token,
         events_per_request=spec.events_per_request,
         id_prefix=spec.id_prefix,
+        detractor_share=spec.detractor_share,
     )
     connections = [HttpConnection(HOST, spec.port) for _ in range(spec.connections)]
     # Connect before the clock starts: handshakes are not what is measured.

@@ -59,6 +59,7 @@ class RunInfo:
     duration_s: float
     warmup_s: float
     fixed_rate_fraction: float
+    detractor_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,9 @@ def render(results: dict[Phase, PhaseResult], info: RunInfo, targets: Targets) -
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}: `{info.command}`; "
         f"{info.duration_s:g} s per phase, closed-loop phases after a "
-        f"{info.warmup_s:g} s warm-up.",
+        f"{info.warmup_s:g} s warm-up; {info.detractor_share:.0%} of the events are "
+        "detractors whose event opens a ticket (rules, ticket, timeline in the ingest "
+        "transaction), the others promoters.",
         "",
     ]
     return "\n".join(lines)

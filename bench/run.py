@@ -44,6 +44,7 @@ class Options:
     only: Scope
     connections: int  # single-event phases
     batch_connections: int  # batch phases and COPY: the same concurrency for both
+    detractor_share: float = 0.3  # events that open a ticket
 
     @property
     def runs_single(self) -> bool:
@@ -152,6 +153,7 @@ class BenchmarkRun:
             # A fixed-rate phase follows a closed-loop one on the same warm server.
             warmup_s=self.options.warmup_s if rate_per_s is None else 0.0,
             rate_per_s=rate_per_s,
+            detractor_share=self.options.detractor_share,
         )
         rate = "closed loop" if rate_per_s is None else f"{rate_per_s:,.1f} req/s"
         _progress(f"{phase}: {rate}, {connections} connections, {spec.duration_s:g} s")
