@@ -44,13 +44,25 @@ async def ingest_in_transaction(
     return outcomes
 
 
+# PostgreSQL rolled the transaction back to break a deadlock or a serialization
+# conflict with a concurrent one (two transactions opening tickets for one customer,
+# say): running it again is safe and is what PostgreSQL asks for.
+TRANSACTION_RETRIES = 3
+
+
 async def commit_ingest(
     database: Database, events: Sequence[FeedbackEventIn], via: IngestVia
 ) -> list[IngestOutcome]:
     if not events:
         return []
     async with database.driver_connection() as connection:
-        return await ingest_in_transaction(connection, events, via)
+        for attempt in range(1, TRANSACTION_RETRIES + 1):
+            try:
+                return await ingest_in_transaction(connection, events, via)
+            except asyncpg.exceptions.TransactionRollbackError:
+                if attempt == TRANSACTION_RETRIES:
+                    raise
+    raise AssertionError("unreachable")
 
 
 @dataclass(slots=True)
@@ -134,18 +146,23 @@ class GroupCommitWriter:
         self, held: HeldConnection, events: list[FeedbackEventIn]
     ) -> list[IngestOutcome]:
         """Commit on the held connection; if the connection itself failed (a database
-        restart, a killed backend), once more on a fresh one. Retrying is safe: an event
-        whose first attempt did commit comes back as a duplicate, stored once."""
-        for attempt in (1, 2):
+        restart, a killed backend), once more on a fresh one; after a deadlock or
+        serialization rollback, again. Retrying is safe: an event whose first attempt
+        did commit comes back as a duplicate, stored once."""
+        connection_failures = 0
+        for _attempt in range(TRANSACTION_RETRIES + 1):
             try:
                 return await ingest_in_transaction(await held.get(), events, IngestVia.REST)
             except asyncpg.QueryCanceledError:
                 raise  # a statement timeout: the connection is fine, the group is not retried
+            except asyncpg.exceptions.TransactionRollbackError:
+                continue  # a deadlock or serialization conflict: run it again
             except DRIVER_CONNECTION_ERRORS as exc:
                 await held.discard(exc)
-                if attempt == 2:
+                connection_failures += 1
+                if connection_failures == 2:
                     raise
-        raise AssertionError("unreachable")
+        return await ingest_in_transaction(await held.get(), events, IngestVia.REST)
 
 
 class HeldConnection:
