@@ -36,11 +36,12 @@ import random
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from aiokafka.helpers import create_ssl_context
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -77,6 +78,8 @@ PARSE_SLICE = 50  # messages validated between two yields to the event loop
 # PostgreSQL errors that belong to one event's values (classes 22 and 23), not to the
 # database's state: such an event is dead-lettered rather than retried for ever.
 EVENT_SPECIFIC_DB_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# The producer's or the broker's refusal of a dead letter's size: sent without its value.
+TOO_LARGE_FOR_THE_DLQ = (MessageSizeTooLargeError, RecordTooLargeError)
 # Any other failure of the database or the connection to it: the batch is retried.
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
@@ -245,6 +248,7 @@ class KafkaIngestConsumer:
         self._database = database
         self._topic = settings.kafka_topic
         self._max_message_bytes = settings.kafka_max_message_bytes
+        self._fetch_bytes = max(1024 * 1024, settings.kafka_max_message_bytes)
         self.cycle_lock = asyncio.Lock()
         self.assignment_epoch = 0
         self._stopping = asyncio.Event()
@@ -320,8 +324,9 @@ class KafkaIngestConsumer:
             **options,
             acks="all",
             linger_ms=5,
-            # A dead letter carries the whole original message, up to the size limit.
-            max_request_size=self._settings.kafka_max_message_bytes + 64 * 1024,
+            # A dead letter carries the whole original message, as large as a fetch may
+            # bring (a larger one goes without its value: _send_letter).
+            max_request_size=self._fetch_bytes + 64 * 1024,
         )
         self._consumer = AIOKafkaConsumer(
             **options,
@@ -329,7 +334,7 @@ class KafkaIngestConsumer:
             enable_auto_commit=False,
             auto_offset_reset=self._settings.kafka_auto_offset_reset,
             max_poll_records=self._settings.kafka_batch_max_events,
-            max_partition_fetch_bytes=max(1024 * 1024, self._settings.kafka_max_message_bytes),
+            max_partition_fetch_bytes=self._fetch_bytes,
         )
         await self._producer.start()
         await self._consumer.start()
@@ -373,6 +378,8 @@ class KafkaIngestConsumer:
                         if isinstance(outcome, _CycleFailed):
                             failures += 1
                             self._note_failure(outcome, failures)
+                            # In an outage the lag is what operators watch: the backlog.
+                            await self._update_lag()
                             await self._pause_for(self._backoff(failures))
                         continue
                     failures = 0
@@ -530,16 +537,13 @@ class KafkaIngestConsumer:
         if not dead_letters:
             return
         try:
-            sends = [
-                await self._producer.send(
-                    self._settings.kafka_dlq_topic,
-                    value=letter.record.value,
-                    key=letter.record.key,
-                    headers=_dead_letter_headers(letter),
-                )
-                for letter in dead_letters
-            ]
-            await asyncio.gather(*sends)
+            sends = [await self._send_letter(letter) for letter in dead_letters]
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            for letter, result in zip(dead_letters, results, strict=True):
+                if isinstance(result, TOO_LARGE_FOR_THE_DLQ):
+                    await (await self._send_letter(letter, without_value=True))
+                elif isinstance(result, BaseException):
+                    raise result
         except Exception as exc:  # not acknowledged: the offsets must not move past it
             raise _CycleFailed("dead_letter_topic", exc) from exc
         for letter in dead_letters:
@@ -559,6 +563,44 @@ class KafkaIngestConsumer:
                     }
                 },
             )
+
+    async def _send_letter(
+        self, letter: DeadLetter, *, without_value: bool = False
+    ) -> asyncio.Future[Any]:
+        """Queue one dead letter; its future resolves when the broker has it. A value the
+        producer or the broker refuses as too large is left out, the headers saying so
+        (the original stays readable at its topic, partition and offset)."""
+        if not without_value:
+            try:
+                return cast(
+                    "asyncio.Future[Any]",
+                    await self._producer.send(
+                        self._settings.kafka_dlq_topic,
+                        value=letter.record.value,
+                        key=letter.record.key,
+                        headers=_dead_letter_headers(letter),
+                    ),
+                )
+            except TOO_LARGE_FOR_THE_DLQ:
+                pass
+        size = len(letter.record.value or b"")
+        omitted = replace(
+            letter,
+            error=_error_text(
+                letter.reason,
+                f"{letter.error.partition(': ')[2]}; value ({size} bytes) left out, too large "
+                "for the dead-letter topic: read it at x-original-topic/partition/offset",
+            ),
+        )
+        return cast(
+            "asyncio.Future[Any]",
+            await self._producer.send(
+                self._settings.kafka_dlq_topic,
+                value=None,
+                key=letter.record.key,
+                headers=_dead_letter_headers(omitted),
+            ),
+        )
 
     def _count_outcomes(self, outcomes: list[IngestOutcome | None], dead_lettered: int) -> None:
         stored = sum(1 for o in outcomes if o is not None and o.status is IngestStatus.ACCEPTED)
