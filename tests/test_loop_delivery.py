@@ -481,3 +481,46 @@ async def test_inbound_vendor_words(
     response = await client.post("/v1/inbound/hook", content=raw, headers=headers)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == status
+
+
+async def test_vendor_down_for_a_while_then_back_delivers_every_ticket_once(
+    client: httpx.AsyncClient, admin_key: str, state: AppState, vendor_server: FakeVendorServer
+) -> None:
+    await add_zendesk(state, vendor_server)
+    # Down: the next 12 creates fail (503, connection-like timeouts are covered by the
+    # adapter tests); then it is back.
+    vendor_server.script("POST", ZENDESK_TICKETS, *[ScriptedResponse(status=503)] * 12)
+    batch = {"events": [make_event(f"down-{n}", customer={"id": f"C-down-{n}"}) for n in range(8)]}
+    response = await client.post("/v1/feedback/batch", json=batch, headers=auth(admin_key))
+    assert response.status_code == 200, response.text
+    async with dispatching(state, delivery_retry_schedule="0.1,0.2,0.3,0.4,0.5"):
+        await eventually(lambda: all_delivered(state), within=20)
+    records = vendor_server.records("zendesk")
+    assert len(records) == 8  # one Zendesk ticket per ticket, none twice
+    assert sorted(str(r["external_id"]) for r in records.values()) == [str(n) for n in range(1, 9)]
+    assert len(vendor_server.requests("POST", ZENDESK_TICKETS)) == 8 + 12
+
+
+async def test_an_update_never_overtakes_its_slow_create(
+    client: httpx.AsyncClient, admin_key: str, state: AppState, vendor_server: FakeVendorServer
+) -> None:
+    await add_zendesk(state, vendor_server)
+    vendor_server.script("POST", ZENDESK_TICKETS, ScriptedResponse(status=None, delay_s=1.0))
+    async with dispatching(state, dispatcher_concurrency=4):
+        opened = await post(client, admin_key, make_event("slow-1"))
+        await vendor_server.wait_for_requests(1, method="POST", path=ZENDESK_TICKETS)
+        # While the create is in flight, the ticket changes: an update is queued.
+        patched = await client.patch(
+            f"/v1/tickets/{opened['ticket_id']}",
+            json={"priority": "urgent"},
+            headers=auth(admin_key),
+        )
+        assert patched.status_code == 200, patched.text
+        await eventually(lambda: all_delivered(state))
+    create, update = vendor_server.requests()
+    assert create.method == "POST"
+    assert update.method == "PUT"
+    [zendesk_id] = vendor_server.records("zendesk")
+    assert update.path == f"{ZENDESK_TICKETS}/{zendesk_id}"
+    # Sent only after the create's slow answer (1 s) came back.
+    assert update.received_at - create.received_at >= 0.95
