@@ -157,6 +157,9 @@ async def test_restart_when_previous_port_is_taken_uses_another_port(servers: Se
     old_port = (await servers.start(server)).port
     await servers.stop(server)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        # The stopped server's connections may linger in TIME_WAIT on that port (or a
+        # client elsewhere may hold it as its ephemeral port): listening is still ours.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", old_port))
         squatter.listen()
         info = await servers.start(server)
