@@ -524,3 +524,41 @@ async def test_an_update_never_overtakes_its_slow_create(
     assert update.path == f"{ZENDESK_TICKETS}/{zendesk_id}"
     # Sent only after the create's slow answer (1 s) came back.
     assert update.received_at - create.received_at >= 0.95
+
+
+async def test_concurrent_events_of_one_new_customer_share_one_ticket(
+    client: httpx.AsyncClient, admin_key: str, state: AppState
+) -> None:
+    """Single POSTs and batches racing in separate transactions: the partial unique
+    index lets only one open ticket per customer exist; the others attach to it."""
+    singles = [
+        client.post(
+            "/v1/feedback",
+            json=make_event(f"race-{n}", customer={"id": "C-race"}),
+            headers=auth(admin_key),
+        )
+        for n in range(20)
+    ]
+    batches = [
+        client.post(
+            "/v1/feedback/batch",
+            json={
+                "events": [
+                    make_event(f"race-b{b}-{n}", customer={"id": "C-race"}) for n in range(5)
+                ]
+            },
+            headers=auth(admin_key),
+        )
+        for b in range(3)
+    ]
+    responses = await asyncio.gather(*singles, *batches)
+    ticket_ids = {r.json()["ticket_id"] for r in responses[:20]}
+    for batch in responses[20:]:
+        ticket_ids |= {item["ticket_id"] for item in batch.json()["results"]}
+    assert len(ticket_ids) == 1
+    async with state.sessionmaker() as session:
+        tickets = (await session.execute(text("SELECT count(*) FROM tickets"))).scalar_one()
+        attached = (
+            await session.execute(text("SELECT count(*) FROM feedback WHERE ticket_id IS NOT NULL"))
+        ).scalar_one()
+    assert (tickets, attached) == (1, 35)

@@ -88,12 +88,13 @@ async def lock_open_tickets(
     connection: DriverConnection, customer_ids: Sequence[str]
 ) -> dict[str, int]:
     """The open ticket of each customer that has one, locked until commit (so a ticket
-    being resolved meanwhile cannot take new feedback unnoticed)."""
+    being resolved meanwhile cannot take new feedback unnoticed). NO KEY UPDATE: rows
+    that merely reference the ticket (timeline, deliveries) need not wait for it."""
     if not customer_ids:
         return {}
     records = await connection.fetch(
         "SELECT customer_id, id FROM tickets WHERE customer_id = ANY($1::varchar[]) "
-        "AND status IN ('open', 'in_progress', 'waiting') ORDER BY id FOR UPDATE",
+        "AND status IN ('open', 'in_progress', 'waiting') ORDER BY id FOR NO KEY UPDATE",
         sorted(set(customer_ids)),
     )
     return {record["customer_id"]: record["id"] for record in records}
@@ -131,7 +132,7 @@ class LockedTicket:
 async def lock_ticket(connection: DriverConnection, ticket_id: int) -> LockedTicket | None:
     record = await connection.fetchrow(
         "SELECT id, status, priority, assignee, location_id, target_integration_ids "
-        "FROM tickets WHERE id = $1 FOR UPDATE",
+        "FROM tickets WHERE id = $1 FOR NO KEY UPDATE",
         ticket_id,
     )
     if record is None:
