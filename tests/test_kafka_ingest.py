@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -180,6 +181,24 @@ def positions(records: Sequence[Any]) -> dict[str, tuple[int, int]]:
         assert event_id not in found, f"{event_id} produced twice"
         found[event_id] = (record.partition, record.offset)
     return found
+
+
+async def produce_each(
+    bootstrap: str,
+    topic: str,
+    messages: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]],
+) -> None:
+    """Like ``produce``, with headers, and for messages over aiokafka's default 1 MiB
+    request limit; one at a time, each acknowledged before the next."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", max_request_size=8 * 1024 * 1024
+    )
+    await producer.start()
+    try:
+        for key, value, headers in messages:
+            await (await producer.send(topic, value=value, key=key, headers=headers))
+    finally:
+        await producer.stop()
 
 
 # -- parse_records and the DLQ headers (no broker) -------------------------------------------
@@ -383,8 +402,30 @@ async def test_every_kind_of_message_is_stored_once_or_dead_lettered_with_its_re
     expected = mixed_messages(seed=1)
     assert len(expected.messages) == 3000
     await produce(kafka_bootstrap, names.topic, expected.messages)
-    source = await read_all(kafka_bootstrap, names.topic, expected=3000)
-    assert len(source) == 3000
+    # Two messages with headers: a replayed dead letter that fails again (its old DLQ
+    # headers are replaced, the others kept) and a valid event (stored as usual).
+    replayed_value = b"not JSON either, replayed from the DLQ"
+    headered_event = make_event("headered-1", customer={"id": "headered-C1"})
+    await produce_each(
+        kafka_bootstrap,
+        names.topic,
+        [
+            (
+                b"replayed-0",
+                replayed_value,
+                [
+                    ("trace-id", b"t-1"),
+                    ("x-error", b"conflict: from the first time"),
+                    ("x-original-offset", b"999"),
+                ],
+            ),
+            (*event_message(headered_event), [("trace-id", b"t-2")]),
+        ],
+    )
+    expected.dead[(b"replayed-0", replayed_value, "invalid_json")] += 1
+    expected.stored[headered_event["event_id"]] = headered_event
+    source = await read_all(kafka_bootstrap, names.topic, expected=3002)
+    assert len(source) == 3002
     ends = end_offsets(source)
     assert set(ends) == {0, 1, 2, 3}
     where = {(r.key, r.value): (r.partition, r.offset) for r in source}
@@ -401,10 +442,10 @@ async def test_every_kind_of_message_is_stored_once_or_dead_lettered_with_its_re
             return (
                 processed(names.topic)
                 - (before["stored"] + before["duplicate"] + before["dead_lettered"])
-                >= 3000
+                >= 3002
             )
 
-        await wait_for(all_processed, within=90, what="3,000 messages processed")
+        await wait_for(all_processed, within=90, what="3,002 messages processed")
         assert await consumer.readiness() == "ok"
 
     # The database: every valid event once, the first version of each, via kafka.
@@ -414,10 +455,12 @@ async def test_every_kind_of_message_is_stored_once_or_dead_lettered_with_its_re
     assert {nps for _, nps, _ in rows.values()} == {3}  # never a conflicting version
 
     # The DLQ: exactly the bad messages, each with its reason and origin.
-    dead_letters = await read_all(kafka_bootstrap, names.dlq, expected=200, timeout_s=30)
+    dead_letters = await read_all(kafka_bootstrap, names.dlq, expected=201, timeout_s=30)
     found: Counter[tuple[bytes | None, bytes | None, str]] = Counter()
     for record in dead_letters:
         headers = headers_of(record)
+        names_of_headers = [name for name, _ in record.headers]
+        assert len(names_of_headers) == len(set(names_of_headers)), record.headers
         reason = headers["x-error"].split(":", 1)[0]
         found[(record.key, record.value, reason)] += 1
         assert headers["x-error"].startswith(f"{reason}: ")
@@ -429,6 +472,14 @@ async def test_every_kind_of_message_is_stored_once_or_dead_lettered_with_its_re
         for fragment in PII:
             assert fragment not in header_text
     assert found == expected.dead
+    (replayed,) = [r for r in dead_letters if r.key == b"replayed-0"]
+    assert headers_of(replayed) == {
+        "trace-id": "t-1",
+        "x-error": "invalid_json: the message is not valid JSON",
+        "x-original-topic": names.topic,
+        "x-original-partition": str(where[(b"replayed-0", replayed_value)][0]),
+        "x-original-offset": str(where[(b"replayed-0", replayed_value)][1]),
+    }
     # An empty value stays what it was (null or zero bytes).
     assert Counter(r.value for r in dead_letters if not r.value) == Counter({None: 15, b"": 15})
 
@@ -439,22 +490,22 @@ async def test_every_kind_of_message_is_stored_once_or_dead_lettered_with_its_re
     after = kafka_metrics(names.topic)
     moved = {name: after[name] - before[name] for name in after}
     assert moved == {
-        "consumed": 3000,
+        "consumed": 3002,
         "retries_database": 0,
-        "stored": 2700,
+        "stored": 2701,
         "duplicate": 100,
-        "dead_lettered": 200,
+        "dead_lettered": 201,
         "dlq_empty": 30,
         "dlq_too_large": 20,
-        "dlq_invalid_json": 50,
+        "dlq_invalid_json": 51,
         "dlq_invalid_event": 50,
         "dlq_conflict": 50,
         "dlq_storage_rejected": 0,
     }
     assert {
         s: ingested("in_store", s) - ingest_before[s] for s in ("accepted", "duplicate", "conflict")
-    } == {"accepted": 2700, "duplicate": 100, "conflict": 50}
-    assert ingested("unknown", "rejected") - rejected_before == 150
+    } == {"accepted": 2701, "duplicate": 100, "conflict": 50}
+    assert ingested("unknown", "rejected") - rejected_before == 151
 
 
 # -- an event PostgreSQL refuses although it passed validation -------------------------------
@@ -887,23 +938,26 @@ async def test_readiness_is_not_ok_without_a_broker_and_ok_with_one(
 # -- poison messages that must not stall a partition -----------------------------------------
 
 
-async def test_a_message_far_over_the_size_limit_is_dead_lettered_without_stalling(
+async def test_messages_far_over_the_size_limit_are_dead_lettered_without_stalling(
     state: AppState, settings: Settings, kafka_bootstrap: str
 ) -> None:
-    """FEEDBACK_KAFKA_MAX_MESSAGE_BYTES below what the topic allows (a protective limit):
-    a 300 KiB message is too_large, and its dead letter carries the whole message."""
+    """A protective FEEDBACK_KAFKA_MAX_MESSAGE_BYTES (64 KiB) below what the topic
+    accepts: a 300 KiB and a 1.5 MiB message are too_large. The first dead letter
+    carries the whole message; the second is more than a produce request may carry, so
+    its value is left out and x-error says so (the original stays at its offset). The
+    DLQ write must not fail on the size, or the partition would stall for ever."""
     names = await new_topics(kafka_bootstrap, partitions=1)
-    huge = b'{"event_id": "huge", "text": "' + b"x" * (300 * 1024) + b'"}'
-    before_events, after_events = (
-        events_with_keys("small-before", 5),
-        events_with_keys("small-after", 5),
-    )
+    big = b'{"event_id": "big", "text": "' + b"x" * (300 * 1024) + b'"}'
+    huge = b'{"event_id": "huge", "text": "' + b"x" * (1536 * 1024) + b'"}'
+    small = [events_with_keys(f"small-{n}", 3) for n in range(3)]
     messages: list[Message] = [
-        *(event_message(e) for e in before_events),
+        *(event_message(e) for e in small[0]),
+        (b"big", big),
+        *(event_message(e) for e in small[1]),
         (b"huge", huge),
-        *(event_message(e) for e in after_events),
+        *(event_message(e) for e in small[2]),
     ]
-    await produce(kafka_bootstrap, names.topic, messages)
+    await produce_each(kafka_bootstrap, names.topic, [(k, v, []) for k, v in messages])
     before = kafka_metrics(names.topic)
     retries_before = metric("feedback_kafka_batch_retries_total", cause="dead_letter_topic")
     test_settings = consumer_settings(
@@ -917,21 +971,29 @@ async def test_a_message_far_over_the_size_limit_is_dead_lettered_without_stalli
             ) >= len(messages)
 
         try:
-            await wait_for(all_processed, within=20, what="the partition to move past it")
+            await wait_for(all_processed, within=20, what="the partition to move past them")
         except AssertionError as exc:
             retries = (
                 metric("feedback_kafka_batch_retries_total", cause="dead_letter_topic")
                 - retries_before
             )
             raise AssertionError(
-                f"{exc}; stored {await stored_count(state.database)} of 10 events, "
-                f"{retries:.0f} retries with cause dead_letter_topic: the partition is stalled"
+                f"{exc}; {retries:.0f} retries with cause dead_letter_topic: "
+                "the partition is stalled"
             ) from None
 
-    assert await stored_ids(state.database) == {e["event_id"] for e in before_events + after_events}
-    (letter,) = await read_all(kafka_bootstrap, names.dlq, expected=1, timeout_s=10)
-    assert headers_of(letter)["x-error"].startswith("too_large: ")
-    assert letter.value == huge
+    assert await stored_ids(state.database) == {e["event_id"] for part in small for e in part}
+    dead_letters = await read_all(kafka_bootstrap, names.dlq, expected=2, timeout_s=10)
+    assert [(r.key, headers_of(r)["x-original-offset"]) for r in dead_letters] == [
+        (b"big", "3"),
+        (b"huge", "7"),
+    ]
+    for letter in dead_letters:
+        assert headers_of(letter)["x-error"].startswith("too_large: ")
+        assert headers_of(letter)["x-original-partition"] == "0"
+    assert dead_letters[0].value == big
+    assert dead_letters[1].value is None
+    assert f"value ({len(huge)} bytes) left out" in headers_of(dead_letters[1])["x-error"]
     assert await committed_offsets(kafka_bootstrap, names.group, names.topic) == {0: len(messages)}
 
 

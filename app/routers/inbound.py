@@ -47,6 +47,7 @@ class InboundResult(BaseModel):
     responses={
         401: problem("Missing, invalid or expired signature."),
         **NOT_FOUND,
+        409: problem("Reopening it is refused: its customer has another open ticket."),
     },
     openapi_extra=json_body("InboundStatus", INBOUND_EXAMPLE),
 )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from app.dependencies import DriverDep, TicketReader, TicketWriter
 from app.models.enums import TicketPriority, TicketStatus
 from app.repositories.tickets import TicketFilter
-from app.routers.docs import NOT_FOUND
+from app.routers.docs import NOT_FOUND, problem
 from app.schemas.common import Rfc3339Datetime, Text64, Text200
 from app.schemas.tickets import TicketOut, TicketPage, TicketPatch
 from app.services import tickets as service
@@ -74,7 +74,10 @@ async def get_ticket(
         "Resolving or closing sets `resolved_at`; reopening clears it. `assignee: null` "
         "unassigns. A location-restricted key changes only tickets of its locations."
     ),
-    responses={**NOT_FOUND},
+    responses={
+        **NOT_FOUND,
+        409: problem("Reopening it is refused: its customer has another open ticket."),
+    },
 )
 async def patch_ticket(
     ticket_id: TicketId, body: TicketPatch, connection: DriverDep, principal: TicketWriter

@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+import asyncpg
+
 from app.db import DriverConnection
-from app.errors import NotFound, Unauthenticated
+from app.errors import Conflict, NotFound, Unauthenticated
 from app.integrations.base import EventType
 from app.integrations.signing import InvalidSignatureError, verify
 from app.models.enums import OPEN_TICKET_STATUSES, TicketPriority, TicketStatus
@@ -120,14 +122,21 @@ async def change_ticket(
         timeline.append(TimelineEntry(ticket_id, "note", f"{change.note}{author}"))
     became_resolved = status == TicketStatus.RESOLVED and ticket.status != TicketStatus.RESOLVED
     if timeline:
-        await repo.update_ticket(
-            connection,
-            ticket_id,
-            status=status,
-            priority=priority,
-            assignee=assignee,
-            resolved_at_now=_resolved_at(ticket.status, status),
-        )
+        try:
+            await repo.update_ticket(
+                connection,
+                ticket_id,
+                status=status,
+                priority=priority,
+                assignee=assignee,
+                resolved_at_now=_resolved_at(ticket.status, status),
+            )
+        except asyncpg.UniqueViolationError:
+            # uq_tickets_open_customer: a customer has at most one open ticket.
+            raise Conflict(
+                f"Ticket {ticket_id} cannot be reopened: its customer has another open "
+                "ticket (new feedback went there). Work on that one, or resolve it first."
+            ) from None
         await repo.add_timeline(connection, timeline)
         event = EventType.TICKET_RESOLVED if became_resolved else EventType.TICKET_UPDATED
         integrations = await routing.enabled_integrations(connection)
