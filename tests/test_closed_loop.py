@@ -958,6 +958,42 @@ async def test_rule_targets_restrict_the_deliveries(
     )
 
 
+async def test_a_targeted_integration_disabled_when_the_ticket_opened_gets_its_later_events(
+    client: httpx.AsyncClient, admin_key: str, state: AppState
+) -> None:
+    """The rule names hook-b; hook-b is switched off for a moment when a ticket opens
+    (no delivery is written for a disabled integration). Once it is on again, the
+    ticket's changes must reach it, as they reach an integration of a ticket whose rule
+    names no targets. Today the ticket's targets are frozen as the ids of the *enabled*
+    named integrations (``closed_loop._targets``), i.e. [], and the ticket goes nowhere
+    for good."""
+    events = ["ticket.created", "ticket.updated"]
+    await create_integration(client, admin_key, "hook-a", events=events)
+    await create_integration(client, admin_key, "hook-b", events=events)
+    await create_rule(
+        client,
+        admin_key,
+        {
+            "name": "Only B",
+            "position": 1,
+            "conditions": {"tags_any": ["queue"]},
+            "action": {"targets": ["hook-b"]},
+        },
+    )
+    off = await client.patch(
+        "/v1/integrations/hook-b", json={"enabled": False}, headers=auth(admin_key)
+    )
+    assert off.status_code == 200, off.text
+    opened = await post(client, admin_key, make_event("td-1"))
+    assert await outbox(state) == []  # hook-a is not a target; hook-b is off
+    on = await client.patch(
+        "/v1/integrations/hook-b", json={"enabled": True}, headers=auth(admin_key)
+    )
+    assert on.status_code == 200, on.text
+    await patch(client, admin_key, opened["ticket_id"], {"status": "in_progress"})
+    assert await outbox(state) == [("hook-b", "ticket.updated", int(opened["ticket_id"]))]
+
+
 # -- the tickets API -------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ class LocationOwner:
 class Routing:
     rules: list[StoredRule]  # enabled, in (position, id) order
     integrations: list[IntegrationTarget]  # enabled
+    integration_ids: dict[str, int]  # every integration by name, enabled or not
     owners: dict[str, LocationOwner]  # of the locations asked for
 
 
@@ -48,6 +49,8 @@ _ROUTING_SQL = """
       (SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, 'events', events)
                  ORDER BY id), '[]')
        FROM integrations WHERE enabled)::text AS integrations,
+      (SELECT coalesce(json_object_agg(name, id), '{}') FROM integrations)::text
+          AS integration_ids,
       (SELECT coalesce(json_agg(json_build_object(
                  'location_id', location_id, 'owner', owner, 'team', team)), '[]')
        FROM locations WHERE location_id = ANY($1::varchar[]))::text AS owners
@@ -68,6 +71,7 @@ async def routing_for(connection: DriverConnection, location_ids: Sequence[str])
             IntegrationTarget(i["id"], i["name"], frozenset(i["events"]))
             for i in orjson.loads(record["integrations"])
         ],
+        integration_ids=orjson.loads(record["integration_ids"]),
         owners={
             o["location_id"]: LocationOwner(o["owner"], o["team"])
             for o in orjson.loads(record["owners"])

@@ -66,11 +66,12 @@ def _customer_snapshot(event: FeedbackEventIn) -> dict[str, Any] | None:
     }
 
 
-def _targets(rule: CompiledRule, integrations: Sequence[IntegrationTarget]) -> list[int] | None:
+def _targets(rule: CompiledRule, integration_ids: Mapping[str, int]) -> list[int] | None:
+    """The rule's targets as ids, disabled ones included: an integration enabled later
+    gets the ticket's later events (each event goes to the enabled ones of them)."""
     if not rule.action.targets:
         return None  # every enabled integration subscribed to each event type
-    named = set(rule.action.targets)
-    return [integration.id for integration in integrations if integration.name in named]
+    return sorted(integration_ids[name] for name in rule.action.targets if name in integration_ids)
 
 
 async def plan_tickets(
@@ -88,6 +89,7 @@ async def plan_tickets(
         compile_rule(rule.id, rule.name, rule.conditions, rule.action) for rule in routing_now.rules
     ]
     plan.integrations = routing_now.integrations
+    integration_ids = routing_now.integration_ids
     owners = routing_now.owners
     scores = sentiment_scores or {}
     pending: list[tuple[FeedbackEventIn, CompiledRule]] = []
@@ -115,7 +117,7 @@ async def plan_tickets(
                 by_customer[customer_id] = [(event, rule)]
                 groups.append(by_customer[customer_id])
         ids = await tickets_repo.insert_open_tickets(
-            connection, [_new_ticket(*group[0], owners, plan.integrations) for group in groups]
+            connection, [_new_ticket(*group[0], owners, integration_ids) for group in groups]
         )
         pending = []
         for ticket_id, group in zip(ids, groups, strict=True):
@@ -176,7 +178,7 @@ def _new_ticket(
     event: FeedbackEventIn,
     rule: CompiledRule,
     owners: dict[str, routing.LocationOwner],
-    integrations: Sequence[IntegrationTarget],
+    integration_ids: Mapping[str, int],
 ) -> NewTicket:
     owner = owners.get(event.location_id) if event.location_id else None
     action = rule.action
@@ -191,7 +193,7 @@ def _new_ticket(
         channel=event.channel.value,
         customer_id=event.customer.id if event.customer else None,
         customer=_customer_snapshot(event),
-        target_integration_ids=_targets(rule, integrations),
+        target_integration_ids=_targets(rule, integration_ids),
         sla_due_at=datetime.now(UTC) + timedelta(hours=sla) if sla is not None else None,
     )
 
