@@ -35,7 +35,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -226,9 +226,7 @@ class _FinishCycleBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
             return  # the first join of this member: nothing was assigned yet
         async with self._worker.cycle_lock:
             self._worker.assignment_epoch += 1
-        for partition in revoked:
-            with contextlib.suppress(KeyError):
-                KAFKA_LAG.remove(partition.topic, str(partition.partition))
+        self._worker.forget_lag(revoked)
         logger.info("kafka partitions revoked", extra={"fields": {"count": len(revoked)}})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -258,6 +256,7 @@ class KafkaIngestConsumer:
         self._connected = False
         self._failure: str | None = None  # why the last cycle or connection attempt failed
         self._lag_updated_at = 0.0
+        self._lag_series: set[TopicPartition] = set()  # partitions with a lag gauge series
         self._connection = HeldConnection(database)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -651,9 +650,22 @@ class KafkaIngestConsumer:
                     position: int = await self._consumer.position(partition)
             except Exception:  # noqa: S112 -- revoked meanwhile or not known yet: next time
                 continue
+            if partition not in self._consumer.assignment():
+                continue  # revoked while its position was awaited
             KAFKA_LAG.labels(partition.topic, str(partition.partition)).set(
                 max(0, highwater - position)
             )
+            self._lag_series.add(partition)
+        # A rebalance can run while a position is awaited: whatever a stale assignment
+        # labelled then goes now, or one partition would show on two members.
+        self.forget_lag(self._lag_series - set(self._consumer.assignment()))
+
+    def forget_lag(self, partitions: Iterable[TopicPartition]) -> None:
+        """Drop the lag series of partitions this member no longer holds."""
+        for partition in list(partitions):
+            self._lag_series.discard(partition)
+            with contextlib.suppress(KeyError):
+                KAFKA_LAG.remove(partition.topic, str(partition.partition))
 
     # --- waiting ---------------------------------------------------------------------------
 
