@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from types import FrameType
 from typing import TypeVar
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from app.config import ProcessRoles, Settings, load_settings
@@ -48,11 +51,30 @@ def _with_database(
     return asyncio.run(run())
 
 
+class _Server(uvicorn.Server):
+    """Ends live streams as soon as shutdown begins. uvicorn waits for open responses
+    before it runs the app's shutdown, and an event stream never finishes by itself:
+    without this every SIGTERM with a client watching took the whole grace period."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        services = getattr(self._app.state, "services", None)
+        live_stream = getattr(services, "live_stream", None)
+        if live_stream is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing streams
+                asyncio.get_running_loop().call_soon_threadsafe(live_stream.end_all)
+        super().handle_exit(sig, frame)
+
+
 def _run_http(args: argparse.Namespace, settings: Settings, roles: ProcessRoles) -> None:
     from app.main import create_app
 
-    uvicorn.run(
-        create_app(settings, roles),
+    app = create_app(settings, roles)
+    config = uvicorn.Config(
+        app,
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_config=None,  # our JSON logging, configured already
@@ -60,6 +82,7 @@ def _run_http(args: argparse.Namespace, settings: Settings, roles: ProcessRoles)
         server_header=False,
         timeout_graceful_shutdown=20,
     )
+    _Server(config, app).run()
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -173,6 +196,71 @@ def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _count_within(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}")
+        return value
+
+    return parse
+
+
+def _show_seed_progress(stored: int, total: int) -> None:
+    print(
+        f"\r  {stored:,} of {total:,} events", end="" if stored < total else "\n", file=sys.stderr
+    )
+
+
+def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services.seeding import SeedSummary, seed_demo_data
+
+    async def seed(database: Database) -> SeedSummary:
+        return await seed_demo_data(
+            database,
+            random_seed=args.random_seed,
+            events=args.events,
+            days=args.days,
+            on_progress=_show_seed_progress if sys.stderr.isatty() else None,
+        )
+
+    summary = _with_database(settings, seed)
+    run = summary.run
+    print(
+        f"Demo data of random seed {run.random_seed}: {run.events:,} events over {run.days} "
+        f"days up to {run.window_end:%Y-%m-%d %H:%M} UTC"
+    )
+    print(f"  events     {summary.accepted:,} accepted, {summary.duplicates:,} duplicates")
+    if summary.conflicts:
+        print(f"             {summary.conflicts:,} conflicts (stored differently before; kept)")
+    print(
+        f"  tickets    {summary.tickets_opened:,} opened by the rules for poor feedback, "
+        f"{summary.tickets_resolved:,} of them since resolved or closed"
+    )
+    if summary.first_occurred_at and summary.last_occurred_at:
+        print(
+            f"  time range {summary.first_occurred_at:%Y-%m-%d %H:%M} to "
+            f"{summary.last_occurred_at:%Y-%m-%d %H:%M} UTC"
+        )
+    created, kept = len(summary.locations_created), len(summary.locations_kept)
+    print(
+        "  locations  "
+        + "; ".join(
+            ([f"{created} created with owners and teams"] if created else [])
+            + ([f"{kept} existed already, left unchanged"] if kept else [])
+        )
+    )
+    base_url = f"http://{settings.host}:{settings.port}"
+    print(
+        f"Next: run 'feedback-service serve', open {base_url}/docs and try "
+        "GET /v1/metrics?group_by=location_id"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feedback-service",
@@ -229,6 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema and exit")
     migrate.set_defaults(handler=cmd_migrate)
+
+    seed = commands.add_parser(
+        "seed",
+        help="fill the database with realistic demo feedback across channels, locations "
+        "and languages, through the real ingest pipeline (tickets included)",
+    )
+    seed.add_argument("--events", type=_count_within(1, 999_999), default=5000, help="default 5000")
+    seed.add_argument(
+        "--days",
+        type=_count_within(1, 3650),
+        default=90,
+        help="spread over the last D days (default 90)",
+    )
+    seed.add_argument(
+        "--random-seed",
+        type=_count_within(0, 2**63 - 1),
+        default=2026,
+        help="same seed, same events: seeding again stores only duplicates (default 2026)",
+    )
+    seed.set_defaults(handler=cmd_seed)
 
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True

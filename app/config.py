@@ -124,6 +124,28 @@ class Settings(BaseSettings):
         "(the SSRF guard refuses them by default).",
     )
 
+    # --- live stream -----------------------------------------------------------------------
+    stream_heartbeat_s: float = Field(
+        default=15.0,
+        ge=0.1,
+        le=300,
+        description="Seconds between SSE heartbeat comments on GET /v1/stream (keeps "
+        "proxies from closing an idle stream; a revoked key's stream ends at the next one).",
+    )
+    stream_max_clients: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Open GET /v1/stream connections per process; more are refused with 503.",
+    )
+    stream_client_buffer: int = Field(
+        default=1_000,
+        ge=10,
+        le=100_000,
+        description="Events buffered per stream client; a client that falls this far "
+        "behind is disconnected (it reconnects and reads what it missed via GET /v1/feedback).",
+    )
+
     # --- tracing ---------------------------------------------------------------------------
     otel_enabled: bool = Field(
         default=False,

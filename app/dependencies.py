@@ -17,6 +17,7 @@ from app.services import api_keys
 from app.services.access import Principal
 from app.workers.ingest_writer import GroupCommitWriter
 from app.workers.kafka_consumer import KafkaIngestConsumer
+from app.workers.live_stream import LiveStream
 
 
 @dataclass
@@ -28,6 +29,7 @@ class AppState:
     ingest_writer: GroupCommitWriter
     principals: api_keys.PrincipalCache
     kafka_consumer: KafkaIngestConsumer | None = None
+    live_stream: LiveStream | None = None
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:
@@ -67,6 +69,19 @@ async def get_driver_connection(state: StateDep) -> AsyncIterator[DriverConnecti
 
 DriverDep = Annotated[DriverConnection, Depends(get_driver_connection, scope="function")]
 
+
+async def get_snapshot_connection(state: StateDep) -> AsyncIterator[DriverConnection]:
+    """A read-only transaction on one snapshot, for reports made of several statements
+    (metrics, journeys): feedback and ticket figures describe the same moment."""
+    async with (
+        state.database.driver_connection() as connection,
+        connection.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        yield connection
+
+
+SnapshotDep = Annotated[DriverConnection, Depends(get_snapshot_connection, scope="function")]
+
 # Documented in OpenAPI by app.main (every /v1 operation requires this scheme).
 SECURITY_SCHEME = {
     "type": "http",
@@ -95,11 +110,16 @@ async def _principal(state: AppState, token: str | None) -> Principal:
     return principal
 
 
+async def principal_of(request: Request) -> Principal:
+    """The caller's principal as of now (a long-lived stream re-checks its key)."""
+    return await _principal(app_state(request), _bearer_token(request))
+
+
 def require(scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
     # A single dependency that reads the header itself: FastAPI's cost per dependency
     # showed as much as the ingest endpoint's own work.
     async def check(request: Request) -> Principal:
-        principal = await _principal(app_state(request), _bearer_token(request))
+        principal = await principal_of(request)
         principal.require_scope(scope)
         return principal
 
@@ -111,3 +131,4 @@ FeedbackReader = Annotated[Principal, Depends(require(Scope.FEEDBACK_READ))]
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 TicketReader = Annotated[Principal, Depends(require(Scope.TICKETS_READ))]
 TicketWriter = Annotated[Principal, Depends(require(Scope.TICKETS_WRITE))]
+MetricsReader = Annotated[Principal, Depends(require(Scope.METRICS_READ))]

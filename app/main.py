@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -17,26 +18,32 @@ from app.db import Database
 from app.dependencies import SECURITY_SCHEME, AppState
 from app.errors import PROBLEM_MEDIA_TYPE, install_error_handlers
 from app.repositories.outbox import DELIVERIES_CHANNEL
+from app.repositories.stream import STREAM_CHANNEL
 from app.routers import (
     api_keys,
+    customers,
     deliveries,
     feedback,
     inbound,
     integrations,
     locations,
+    metrics,
     operations,
     rules,
+    stream,
     tickets,
 )
 from app.routers.docs import problem
 from app.schemas.feedback import BatchRequest, FeedbackEventIn
 from app.schemas.problems import Problem
 from app.schemas.tickets import InboundStatus
+from app.services import enrichment
 from app.services.api_keys import KEYS_CHANGED_CHANNEL, PrincipalCache, ensure_bootstrap_keys
 from app.telemetry import RequestTelemetryMiddleware
 from app.workers.dispatcher import DeliveryDispatcher, make_http_client
 from app.workers.ingest_writer import GroupCommitWriter
 from app.workers.kafka_consumer import KafkaIngestConsumer
+from app.workers.live_stream import LiveStream
 from app.workers.notifications import PostgresListener, Subscription
 
 logger = logging.getLogger(__name__)
@@ -77,6 +84,12 @@ TAGS = [
         "name": "tickets",
         "description": "Follow-up tickets opened by rules; status flows back from integrations.",
     },
+    {
+        "name": "metrics",
+        "description": "NPS, CSAT, CES, ratings, sentiment and ticket figures, scoped by key.",
+    },
+    {"name": "customers", "description": "Journeys across channels, and erasure."},
+    {"name": "stream", "description": "Live Server-Sent Events of feedback and tickets."},
     {"name": "operations", "description": "Probes and metrics for operators."},
 ]
 
@@ -120,8 +133,29 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
         dispatcher = DeliveryDispatcher(settings, database, http) if roles.dispatcher else None
         if dispatcher is not None:
             listener.subscribe(Subscription(DELIVERIES_CHANNEL, on_notify=dispatcher.wake))
+        live_stream = (
+            LiveStream(
+                database,
+                max_clients=settings.stream_max_clients,
+                client_buffer=settings.stream_client_buffer,
+            )
+            if roles.api
+            else None
+        )
+        if live_stream is not None:
+            listener.subscribe(
+                Subscription(
+                    STREAM_CHANNEL,
+                    on_notify=live_stream.on_notify,
+                    on_connection_change=live_stream.on_connection_change,
+                )
+            )
         try:
+            # Text models load in a thread while the migrations run (about 2 s): the
+            # first event with text must not pay for it.
+            models_loaded = asyncio.create_task(asyncio.to_thread(enrichment.warm_up))
             await database.migrate()
+            await models_loaded
             if roles.api:
                 async with database.sessionmaker() as session, session.begin():
                     bootstrap = settings.bootstrap_admin_key
@@ -136,6 +170,8 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             if roles.api or dispatcher is not None:
                 await listener.start()
             await writer.start()
+            if live_stream is not None:
+                await live_stream.start()
             if dispatcher is not None:
                 await dispatcher.start()
             if consumer is not None:
@@ -146,6 +182,7 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
                 ingest_writer=writer,
                 principals=principals,
                 kafka_consumer=consumer,
+                live_stream=live_stream,
             )
             logger.info(
                 "service ready",
@@ -166,6 +203,8 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             if dispatcher is not None:
                 await dispatcher.stop()
             await http.aclose()
+            if live_stream is not None:
+                await live_stream.stop()
             await writer.stop()
             await listener.stop()
             await database.close()
@@ -195,6 +234,9 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             integrations.router,
             deliveries.router,
             tickets.router,
+            customers.router,
+            metrics.router,
+            stream.router,
             inbound.router,
             operations.router,
         )

@@ -105,6 +105,12 @@ OUTBOX_DEPTH = Gauge(
     "Deliveries in the outbox by status (pending, delivered, dead), refreshed by dispatchers.",
     ["status"],
 )
+STREAM_CLIENTS = Gauge("feedback_stream_clients", "Open GET /v1/stream connections.")
+STREAM_EVENTS = Counter(
+    "feedback_stream_events_total",
+    "Events rendered for live-stream clients of this process, by type.",
+    ["type"],
+)
 HTTP_REQUESTS = Counter(
     "http_requests_total", "HTTP requests served.", ["method", "route", "status"]
 )

@@ -14,6 +14,7 @@ from app.models.closed_loop import (
 )
 from app.models.customer import CustomerRow
 from app.models.feedback import FeedbackRow
+from app.models.metrics import FeedbackDailyRollupRow
 
 __all__ = [
     "ApiKeyRow",
@@ -21,6 +22,7 @@ __all__ = [
     "CustomerRow",
     "DeliveryAttemptRow",
     "DeliveryRow",
+    "FeedbackDailyRollupRow",
     "FeedbackRow",
     "IntegrationRow",
     "LocationRow",

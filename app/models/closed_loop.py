@@ -105,6 +105,7 @@ class TicketRow(Base):
         Index("ix_tickets_created_at_id", "created_at", "id"),
         Index("ix_tickets_location_id_created_at", "location_id", "created_at", "id"),
         Index("ix_tickets_status_created_at", "status", "created_at", "id"),
+        Index("ix_tickets_customer_id_created_at", "customer_id", "created_at", "id"),
     )
 
 

@@ -1,8 +1,9 @@
-"""Customer contact records, refreshed by every ingest transaction."""
+"""Customers: contact records refreshed by every ingest transaction, journeys across
+feedback and tickets, and erasure."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -59,3 +60,204 @@ async def record_sightings(
     ordered = sorted(sightings, key=lambda s: s.customer_id)
     # orjson serialises the (slotted) dataclasses field by field, datetimes as RFC 3339.
     await connection.execute(_UPSERT_SQL, orjson.dumps(ordered).decode())
+
+
+# --- journeys ------------------------------------------------------------------------
+
+# A journey is ordered by (time, kind, id): feedback (kind 0) by occurred_at, tickets
+# (kind 1) by created_at. ``after`` is the last item of the previous page.
+_JOURNEY_FEEDBACK_SQL = """
+    SELECT occurred_at AS at, id FROM feedback
+    WHERE customer_id = $1
+      AND ($2::text[] IS NULL OR location_id = ANY($2::text[]))
+      AND (occurred_at, 0, id) > ($3::timestamptz, $4::int, $5::bigint)
+    ORDER BY occurred_at, id
+    LIMIT $6
+"""
+_JOURNEY_TICKETS_SQL = """
+    SELECT created_at AS at, id FROM tickets
+    WHERE customer_id = $1
+      AND ($2::text[] IS NULL OR location_id = ANY($2::text[]))
+      AND (created_at, 1, id) > ($3::timestamptz, $4::int, $5::bigint)
+    ORDER BY created_at, id
+    LIMIT $6
+"""
+JOURNEY_START = (datetime.min.replace(tzinfo=UTC), -1, 0)
+FEEDBACK_KIND, TICKET_KIND = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class JourneyPosition:
+    at: datetime
+    kind: int  # FEEDBACK_KIND or TICKET_KIND
+    id: int
+
+
+async def journey_positions(
+    connection: DriverConnection,
+    customer_id: str,
+    allowed_location_ids: Sequence[str] | None,
+    *,
+    after: JourneyPosition | None,
+    limit: int,
+    with_tickets: bool,
+) -> list[JourneyPosition]:
+    """The next ``limit`` items of the customer's journey, oldest first."""
+    start = (after.at, after.kind, after.id) if after is not None else JOURNEY_START
+    allowed = list(allowed_location_ids) if allowed_location_ids is not None else None
+    args = (customer_id, allowed, *start, limit)
+    positions = [
+        JourneyPosition(r["at"], FEEDBACK_KIND, r["id"])
+        for r in await connection.fetch(_JOURNEY_FEEDBACK_SQL, *args)
+    ]
+    if with_tickets:
+        positions += [
+            JourneyPosition(r["at"], TICKET_KIND, r["id"])
+            for r in await connection.fetch(_JOURNEY_TICKETS_SQL, *args)
+        ]
+    positions.sort(key=lambda p: (p.at, p.kind, p.id))
+    return positions[:limit]
+
+
+_JOURNEY_SUMMARY_SQL = """
+    WITH visible AS (
+        SELECT occurred_at, id, channel, nps FROM feedback
+        WHERE customer_id = $1 AND ($2::text[] IS NULL OR location_id = ANY($2::text[]))
+    )
+    SELECT
+        (SELECT min(occurred_at) FROM visible) AS first_seen,
+        (SELECT max(occurred_at) FROM visible) AS last_seen,
+        (SELECT coalesce(json_object_agg(channel, n), '{}')::text
+           FROM (SELECT channel, count(*) AS n FROM visible GROUP BY channel) c) AS channels,
+        (SELECT nps FROM visible WHERE nps IS NOT NULL
+           ORDER BY occurred_at DESC, id DESC LIMIT 1) AS latest_nps,
+        (SELECT count(*) FROM tickets
+           WHERE customer_id = $1 AND ($2::text[] IS NULL OR location_id = ANY($2::text[]))
+             AND status = ANY($3::text[])) AS open_tickets,
+        (SELECT count(*) FROM tickets
+           WHERE customer_id = $1
+             AND ($2::text[] IS NULL OR location_id = ANY($2::text[]))) AS tickets
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JourneySummary:
+    first_seen: datetime | None
+    last_seen: datetime | None
+    channels: dict[str, int]
+    latest_nps: int | None
+    open_tickets: int
+    tickets: int
+
+
+async def journey_summary(
+    connection: DriverConnection,
+    customer_id: str,
+    allowed_location_ids: Sequence[str] | None,
+    open_statuses: Sequence[str],
+) -> JourneySummary:
+    allowed = list(allowed_location_ids) if allowed_location_ids is not None else None
+    record = await connection.fetchrow(
+        _JOURNEY_SUMMARY_SQL, customer_id, allowed, list(open_statuses)
+    )
+    assert record is not None  # an aggregate-only SELECT always returns its row
+    return JourneySummary(
+        first_seen=record["first_seen"],
+        last_seen=record["last_seen"],
+        channels=orjson.loads(record["channels"]),
+        latest_nps=record["latest_nps"],
+        open_tickets=record["open_tickets"],
+        tickets=record["tickets"],
+    )
+
+
+# --- erasure -------------------------------------------------------------------------
+
+_OUTSIDE_LOCATIONS_SQL = """
+    SELECT EXISTS (
+        SELECT 1 FROM feedback WHERE customer_id = $1
+          AND (location_id IS NULL OR location_id <> ALL($2::text[]))
+    ) OR EXISTS (
+        SELECT 1 FROM tickets WHERE customer_id = $1
+          AND (location_id IS NULL OR location_id <> ALL($2::text[]))
+    )
+"""
+
+
+async def has_data_outside(
+    connection: DriverConnection, customer_id: str, location_ids: Sequence[str]
+) -> bool:
+    return bool(await connection.fetchval(_OUTSIDE_LOCATIONS_SQL, customer_id, list(location_ids)))
+
+
+# Scores, channel, location, language, sentiment and tags stay (anonymous, so metrics
+# and the rollup do not change); identifiers, text and free-form metadata go.
+_ERASE_SQL = """
+    WITH erased_feedback AS (
+        UPDATE feedback SET customer_id = NULL, customer_email = NULL, customer_phone = NULL,
+                            customer_name = NULL, customer_locale = NULL, text = NULL,
+                            metadata = NULL
+        WHERE customer_id = $1
+        RETURNING id, ticket_id
+    ),
+    erased_tickets AS (
+        UPDATE tickets SET customer_id = NULL, customer = NULL
+        WHERE customer_id = $1 OR id IN (SELECT ticket_id FROM erased_feedback)
+        RETURNING id
+    ),
+    erased_notes AS (
+        UPDATE ticket_timeline SET detail = '[erased]'
+        WHERE kind = 'note' AND ticket_id IN (SELECT id FROM erased_tickets)
+        RETURNING id
+    ),
+    erased_deliveries AS (
+        UPDATE deliveries SET payload = payload
+            || jsonb_build_object('data', CASE
+                WHEN feedback_id IS NOT NULL THEN payload->'data' || $2::jsonb
+                ELSE payload->'data' || '{"customer": null}'::jsonb || jsonb_build_object(
+                    'timeline', coalesce((
+                        SELECT jsonb_agg(CASE WHEN entry->>'kind' = 'note'
+                                              THEN entry || '{"detail": "[erased]"}'::jsonb
+                                              ELSE entry END ORDER BY n)
+                        FROM jsonb_array_elements(payload->'data'->'timeline')
+                             WITH ORDINALITY AS t(entry, n)), '[]'::jsonb))
+                END)
+            || CASE WHEN payload ? 'feedback' THEN jsonb_build_object('feedback', coalesce((
+                        SELECT jsonb_agg(item || $2::jsonb ORDER BY n)
+                        FROM jsonb_array_elements(payload->'feedback')
+                             WITH ORDINALITY AS f(item, n)), '[]'::jsonb))
+                    ELSE '{}'::jsonb END
+        WHERE ticket_id IN (SELECT id FROM erased_tickets)
+           OR feedback_id IN (SELECT id FROM erased_feedback)
+        RETURNING id
+    ),
+    erased_customer AS (
+        DELETE FROM customers WHERE customer_id = $1 RETURNING customer_id
+    )
+    SELECT (SELECT count(*) FROM erased_feedback) AS feedback,
+           (SELECT count(*) FROM erased_tickets) AS tickets,
+           (SELECT count(*) FROM erased_deliveries) AS deliveries,
+           (SELECT count(*) FROM erased_customer) AS customers
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ErasureCounts:
+    feedback: int
+    tickets: int
+    deliveries: int
+    customers: int
+
+
+# What erasure blanks in a feedback representation (REST JSON, delivery payloads).
+_ERASED_FEEDBACK_FIELDS = orjson.dumps({"customer": None, "text": None, "metadata": None}).decode()
+
+
+async def erase_customer(connection: DriverConnection, customer_id: str) -> ErasureCounts:
+    """Blank the customer's identifiers and text in feedback, tickets, timeline notes and
+    delivery payloads (pending or sent), and drop the contact record; one statement."""
+    record = await connection.fetchrow(_ERASE_SQL, customer_id, _ERASED_FEEDBACK_FIELDS)
+    assert record is not None
+    return ErasureCounts(
+        record["feedback"], record["tickets"], record["deliveries"], record["customers"]
+    )

@@ -35,6 +35,26 @@ async def upsert(
     return result.scalar_one()
 
 
+async def insert_if_absent(
+    session: AsyncSession,
+    location_id: str,
+    *,
+    name: str | None,
+    owner: str | None,
+    team: str | None,
+    region: str | None,
+) -> bool:
+    """Create the location unless it exists (an existing one is left as it is); True
+    when it was created."""
+    statement = (
+        insert(LocationRow)
+        .values(location_id=location_id, name=name, owner=owner, team=team, region=region)
+        .on_conflict_do_nothing(index_elements=[LocationRow.location_id])
+        .returning(LocationRow.location_id)
+    )
+    return (await session.execute(statement)).scalar_one_or_none() is not None
+
+
 async def get(
     session: AsyncSession, location_id: str, *, within: Sequence[str] | None
 ) -> LocationRow | None:

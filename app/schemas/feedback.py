@@ -295,8 +295,14 @@ class FeedbackOut(BaseModel):
     journey_stage: str | None
     scores: list[ScoreOut] = Field(description="In the order nps, csat, ces, rating.")
     text: str | None
-    language: str | None = Field(description="As given (text analysis is not built yet).")
-    sentiment: Sentiment | None = Field(description="null: no text analysis yet.")
+    language: str | None = Field(
+        description="As sent; otherwise detected from the text (39 languages), or null "
+        "when the text is too short or its language uncertain."
+    )
+    sentiment: Sentiment | None = Field(
+        description="From the text, for English and French; null without text or in "
+        "another language (no analyser: no guess)."
+    )
     tags: list[str]
     metadata: dict[str, Any] | None
     ticket_id: str | None = Field(description="The follow-up ticket, if one was opened.")

@@ -50,7 +50,9 @@ class TicketPlan:
 @dataclass(slots=True)
 class LoopResult:
     ticket_of: dict[int, int] = field(default_factory=dict)  # feedback id -> ticket id
-    opened: set[int] = field(default_factory=set)  # tickets opened by this transaction
+    # Tickets opened by this transaction -> the feedback that opened each.
+    opened: dict[int, int] = field(default_factory=dict)
+    updated: set[int] = field(default_factory=set)  # open tickets new feedback was attached to
 
 
 def _customer_snapshot(event: FeedbackEventIn) -> dict[str, Any] | None:
@@ -144,7 +146,7 @@ async def finish_tickets(
     events was stored (they were duplicates), and writes the outbox deliveries."""
     result = LoopResult()
     timeline: list[TimelineEntry] = []
-    updated: set[int] = set()
+    updated = result.updated
     for event, feedback_id in stored:
         ticket_id = plan.ticket_of_event.get(event.event_id)
         if ticket_id is None:
@@ -152,7 +154,7 @@ async def finish_tickets(
         rule = plan.rule_of_event[event.event_id]
         result.ticket_of[feedback_id] = ticket_id
         if ticket_id in plan.new_tickets and ticket_id not in result.opened:
-            result.opened.add(ticket_id)
+            result.opened[ticket_id] = feedback_id
             detail = f"Opened by rule '{rule.name}' for feedback {feedback_id}"
             timeline.append(TimelineEntry(ticket_id, "created", detail))
         else:
@@ -160,7 +162,7 @@ async def finish_tickets(
                 updated.add(ticket_id)
             detail = f"Feedback {feedback_id} attached (rule '{rule.name}')"
             timeline.append(TimelineEntry(ticket_id, "feedback_attached", detail))
-    await tickets_repo.delete_tickets(connection, sorted(plan.new_tickets - result.opened))
+    await tickets_repo.delete_tickets(connection, sorted(plan.new_tickets - result.opened.keys()))
     await tickets_repo.add_timeline(connection, timeline)
     await tickets_repo.touch(connection, sorted(updated))
     if plan.integrations:

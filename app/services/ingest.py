@@ -1,10 +1,12 @@
 """The one ingest pipeline shared by REST and Kafka.
 
 ``ingest_events`` takes a group of already-validated events and, inside the caller's
-transaction: settles duplicates within the group (first wins), inserts the new ones in
+transaction: settles duplicates within the group (first wins), detects language and
+sentiment of their text (``services.enrichment``), inserts the new ones in
 one set-based statement, tells exact duplicates from conflicts by content hash, and
-records customer sightings, then closes the loop (rules, tickets, outbox deliveries;
-``services.closed_loop``). The caller commits, then answers (or commits offsets).
+records customer sightings, closes the loop (rules, tickets, outbox deliveries;
+``services.closed_loop``) and adds the new events to the daily metrics rollup. The
+caller commits, then answers (or commits offsets).
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ from dataclasses import dataclass
 import orjson
 
 from app.db import DriverConnection
+from app.integrations.base import EventType
 from app.models.enums import IngestVia, ScoreMetric
 from app.repositories import customers as customers_repo
 from app.repositories import feedback as feedback_repo
+from app.repositories import metrics as metrics_repo
+from app.repositories import stream as stream_repo
 from app.repositories.customers import CustomerSighting
 from app.repositories.feedback import NewFeedback
 from app.schemas.feedback import FeedbackEventIn, IngestStatus
 from app.services.closed_loop import finish_tickets, plan_tickets
+from app.services.enrichment import TextInsight, analyse_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +37,7 @@ class IngestOutcome:
     status: IngestStatus  # accepted, duplicate or conflict
     feedback_id: int | None  # the stored event (for duplicates and conflicts: the earlier one)
     ticket_id: int | None
-    ticket_opened: bool = False  # this transaction opened the ticket
+    ticket_opened: bool = False  # this event opened its ticket (one event per ticket)
 
 
 def content_hash(event: FeedbackEventIn) -> bytes:
@@ -53,7 +59,11 @@ def content_hash(event: FeedbackEventIn) -> bytes:
 
 
 def feedback_row(
-    event: FeedbackEventIn, digest: bytes, via: IngestVia, ticket_id: int | None = None
+    event: FeedbackEventIn,
+    digest: bytes,
+    via: IngestVia,
+    ticket_id: int | None = None,
+    insight: TextInsight | None = None,
 ) -> NewFeedback:
     customer = event.customer
     nps = event.score(ScoreMetric.NPS)
@@ -83,9 +93,9 @@ def feedback_row(
         rating=rating.value if rating else None,
         rating_scale=rating.scale if rating else None,
         text=event.text,
-        language=event.language,
-        sentiment_label=None,
-        sentiment_score=None,
+        language=insight.language if insight else event.language,
+        sentiment_label=insight.sentiment_label if insight and insight.sentiment_label else None,
+        sentiment_score=insight.sentiment_score if insight else None,
         tags=event.tags,
         metadata=event.metadata,
         ticket_id=ticket_id,
@@ -138,11 +148,24 @@ async def ingest_events(
         first_index.setdefault(event.event_id, index)
 
     firsts = sorted(first_index.items())  # event_id order: see insert_new
-    plan = await plan_tickets(connection, [events[i] for _, i in firsts])
+    insights = {
+        event_id: analyse_text(events[i].text, events[i].language) for event_id, i in firsts
+    }
+    plan = await plan_tickets(
+        connection,
+        [events[i] for _, i in firsts],
+        {
+            event_id: insight.sentiment_score
+            for event_id, insight in insights.items()
+            if insight.sentiment_score is not None
+        },
+    )
     inserted = await feedback_repo.insert_new(
         connection,
         [
-            feedback_row(events[i], digests[i], via, plan.ticket_of_event.get(event_id))
+            feedback_row(
+                events[i], digests[i], via, plan.ticket_of_event.get(event_id), insights[event_id]
+            )
             for event_id, i in firsts
         ],
     )
@@ -160,6 +183,16 @@ async def ingest_events(
             for event_id, feedback_id in sorted(inserted.items(), key=lambda item: item[1])
         ],
     )
+
+    await stream_repo.announce(
+        connection,
+        sorted(inserted.values()),
+        [(t, EventType.TICKET_CREATED.value) for t in sorted(loop.opened)]
+        + [(t, EventType.TICKET_UPDATED.value) for t in sorted(loop.updated)],
+    )
+    # Last: the rollup rows it locks (shared by every event of a day, location and
+    # channel) stay locked only until this transaction commits.
+    await metrics_repo.add_to_daily_rollup(connection, list(inserted.values()))
 
     outcomes: list[IngestOutcome] = []
     for index, event in enumerate(events):
@@ -180,7 +213,9 @@ async def ingest_events(
                     status,
                     stored_id,
                     ticket_id,
-                    ticket_opened=is_first and ticket_id in loop.opened,
+                    ticket_opened=is_first
+                    and ticket_id is not None
+                    and loop.opened.get(ticket_id) == stored_id,
                 )
             )
         else:

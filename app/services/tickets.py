@@ -20,6 +20,7 @@ from app.integrations.base import EventType
 from app.integrations.signing import InvalidSignatureError, verify
 from app.models.enums import OPEN_TICKET_STATUSES, TicketPriority, TicketStatus
 from app.repositories import outbox, routing
+from app.repositories import stream as stream_repo
 from app.repositories import tickets as repo
 from app.repositories.tickets import TicketFilter, TimelineEntry
 from app.schemas.tickets import InboundStatus, TicketOut
@@ -62,10 +63,10 @@ async def list_tickets(
         keys = keys[:limit]
         next_cursor = encode_cursor(keys[-1][0].isoformat(), keys[-1][1])
     documents = await repo.ticket_documents(connection, [ticket_id for _, ticket_id in keys])
-    return [_out(documents[ticket_id]) for _, ticket_id in keys], next_cursor
+    return [ticket_out(documents[ticket_id]) for _, ticket_id in keys], next_cursor
 
 
-def _out(document: Mapping[str, object]) -> TicketOut:
+def ticket_out(document: Mapping[str, object]) -> TicketOut:
     return TicketOut.model_validate(
         {k: v for k, v in document.items() if k != "target_integration_ids"}
     )
@@ -78,7 +79,7 @@ async def get_ticket(
     # A ticket outside the key's locations does not exist for it.
     if document is None or not principal.may_access_location(document["location_id"]):
         raise NotFound(f"Ticket {ticket_id} does not exist.")
-    return _out(document)
+    return ticket_out(document)
 
 
 async def change_ticket(
@@ -148,9 +149,10 @@ async def change_ticket(
             exclude_integration_id=source_integration_id,
         )
         await outbox.insert_deliveries(connection, deliveries)
+        await stream_repo.announce(connection, [], [(ticket_id, event.value)])
     documents = await repo.ticket_documents(connection, [ticket_id])
     return ChangeResult(
-        _out(documents[ticket_id]), changed=bool(timeline), resolved=became_resolved
+        ticket_out(documents[ticket_id]), changed=bool(timeline), resolved=became_resolved
     )
 
 

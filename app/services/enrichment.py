@@ -1,0 +1,124 @@
+"""Language and sentiment of feedback text, computed at ingest and offline.
+
+Language: py3langid (a maintained fork of langid.py; its naive Bayes model ships in
+the wheel), restricted to the languages customer feedback is commonly written in,
+which removes most confusions between close neighbours (Galician for Portuguese,
+Latin for anything short). A text with fewer than ``MIN_LETTERS`` letters, or whose
+most likely language has a probability below ``MIN_PROBABILITY``, gets no language
+rather than a guess. A language sent with the event is kept as sent.
+
+Sentiment, where an analyser with a lexicon in its wheel exists and measured well on
+review-style text (``tests/data/sentiment_reviews.jsonl``, README "Language and
+sentiment"): English with VADER (compound score), French with the pattern lexicon of
+textblob-fr (polarity). Both scores lie in -1..1; ``NEUTRAL_BAND`` around zero is
+neutral (VADER's own convention). Every other language gets no sentiment.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from app.models.enums import SentimentLabel
+
+# ISO 639-1 codes py3langid knows, as it labels them. Commonly seen in CX feedback of
+# European, American and Asian businesses; add codes here to detect more.
+DETECTABLE_LANGUAGES = (
+    "ar", "bg", "ca", "cs", "da", "de", "el", "en", "es", "et", "fa", "fi", "fr", "he",
+    "hi", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms", "nl", "no", "pl", "pt",
+    "ro", "ru", "sk", "sl", "sr", "sv", "th", "tr", "uk", "vi", "zh",
+)  # fmt: skip
+MIN_LETTERS = 8
+MIN_PROBABILITY = 0.5
+NEUTRAL_BAND = 0.05
+SUPPORTED_SENTIMENT_LANGUAGES = frozenset({"en", "fr"})
+
+
+@dataclass(frozen=True, slots=True)
+class TextInsight:
+    language: str | None
+    sentiment_label: SentimentLabel | None
+    sentiment_score: float | None
+
+
+NO_TEXT = TextInsight(None, None, None)
+_load_lock = threading.Lock()
+
+
+@cache
+def _language_identifier() -> Any:
+    from py3langid.langid import _load_identifier  # the package's own loader
+
+    with _load_lock:
+        identifier = _load_identifier(norm_probs=True)
+        identifier.set_languages(list(DETECTABLE_LANGUAGES))
+    return identifier
+
+
+@cache
+def _english_scorer() -> Callable[[str], float]:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    with _load_lock:
+        analyzer = SentimentIntensityAnalyzer()
+    return lambda text: float(analyzer.polarity_scores(text)["compound"])
+
+
+@cache
+def _french_scorer() -> Callable[[str], float]:
+    from textblob_fr import PatternAnalyzer
+
+    with _load_lock:
+        analyzer = PatternAnalyzer()
+        analyzer.analyze("Chargement du lexique.")  # loads the lexicon now, not on first use
+    return lambda text: float(analyzer.analyze(text)[0])
+
+
+_SCORERS: dict[str, Callable[[], Callable[[str], float]]] = {
+    "en": _english_scorer,
+    "fr": _french_scorer,
+}
+
+
+def warm_up() -> None:
+    """Load every model now (about 2 s) rather than on the first event with text."""
+    _language_identifier()
+    for load in _SCORERS.values():
+        load()
+
+
+def detect_language(text: str) -> str | None:
+    if sum(1 for character in text if character.isalpha()) < MIN_LETTERS:
+        return None
+    language, probability = _language_identifier().classify(text)
+    return str(language) if probability >= MIN_PROBABILITY else None
+
+
+def _label(score: float) -> SentimentLabel:
+    if score >= NEUTRAL_BAND:
+        return SentimentLabel.POSITIVE
+    if score <= -NEUTRAL_BAND:
+        return SentimentLabel.NEGATIVE
+    return SentimentLabel.NEUTRAL
+
+
+def analyse_text(text: str | None, given_language: str | None) -> TextInsight:
+    """``text`` as validated (blank already None); ``given_language`` a BCP 47 tag."""
+    if text is None:
+        return TextInsight(given_language, None, None)
+    language = given_language or detect_language(text)
+    if language is None:
+        return NO_TEXT
+    scorer = _SCORERS.get(language.split("-", 1)[0].lower())
+    if scorer is None:
+        return TextInsight(language, None, None)
+    score = max(-1.0, min(1.0, round(scorer()(text), 3)))
+    return TextInsight(language, _label(score), score)
+
+
+def analyse_texts(items: Sequence[tuple[str | None, str | None]]) -> list[TextInsight]:
+    """``(text, given_language)`` pairs, in order."""
+    return [analyse_text(text, language) for text, language in items]
