@@ -41,6 +41,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.kafka
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.metrics
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml.
 lock: | $(BIN)/python

@@ -46,10 +46,15 @@ def event_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
     document["customer"]["id"] = customer_id(id_prefix, SEQ_MARK)
     document["tags"] = ["queue", "staff"]
     document["metadata"] = {"receipt": "R-88812", "register": 4}
+    # The dearest text analysis ingest does: no language given, so it is detected, and
+    # English, so it gets a sentiment score too (German would get none).
+    del document["language"]
+    document["text"] = DETRACTOR_TEXT
     return document
 
 
-PROMOTER_TEXT = "Schnell und freundlich, alles bestens. Gerne wieder hier!!"
+DETRACTOR_TEXT = "The queue took twenty minutes and nobody helped us. Awful!"
+PROMOTER_TEXT = "Quick and friendly staff, everything was great. Thank you!"
 
 
 def promoter_document(id_prefix: str, occurred_at: datetime) -> dict[str, Any]:
