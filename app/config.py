@@ -61,6 +61,15 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Single events waiting for a group commit (bounded)."
     )
 
+    text_analysis_processes: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Worker processes that detect language and sentiment for large ingest "
+        "groups (batches, Kafka batches, busy group commits) beside the event loop; 0: "
+        "analyse on the event loop.",
+    )
+
     # --- Kafka ingestion (SPEC section 4) -------------------------------------------------
     kafka_bootstrap_servers: str | None = Field(
         default=None,

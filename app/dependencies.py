@@ -18,6 +18,7 @@ from app.services.access import Principal
 from app.workers.ingest_writer import GroupCommitWriter
 from app.workers.kafka_consumer import KafkaIngestConsumer
 from app.workers.live_stream import LiveStream
+from app.workers.text_analysis import INLINE, TextAnalysisPool
 
 
 @dataclass
@@ -30,6 +31,7 @@ class AppState:
     principals: api_keys.PrincipalCache
     kafka_consumer: KafkaIngestConsumer | None = None
     live_stream: LiveStream | None = None
+    text_analysis: TextAnalysisPool = INLINE
 
     @property
     def sessionmaker(self) -> async_sessionmaker[AsyncSession]:

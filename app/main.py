@@ -45,13 +45,18 @@ from app.workers.ingest_writer import GroupCommitWriter
 from app.workers.kafka_consumer import KafkaIngestConsumer
 from app.workers.live_stream import LiveStream
 from app.workers.notifications import PostgresListener, Subscription
+from app.workers.text_analysis import TextAnalysisPool
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Takes customer feedback events from every channel (web, app, email, SMS, voice/IVR,
-chat, social, reviews, in-store POS), validates and de-duplicates them, and stores
-them durably in PostgreSQL.
+chat, social, reviews, in-store POS), validates and de-duplicates them, detects the
+language and sentiment of their text, and stores them durably in PostgreSQL. Poor
+feedback opens a ticket for the owner of its location, delivered to CRM and helpdesk
+integrations with status flowing back. NPS, CSAT, CES and ticket figures
+(`/v1/metrics`), customer journeys and erasure (`/v1/customers`) and a live stream of
+events (`/v1/stream`) are scoped by API key and location.
 
 **Authentication.** Every `/v1` endpoint needs `Authorization: Bearer <api key>`.
 Keys carry scopes (`feedback:write`, `feedback:read`, `tickets:read`, `tickets:write`,
@@ -122,13 +127,16 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
                 )
             ],
         )
+        ingests = roles.api or run_consumer
+        text_analysis = TextAnalysisPool(settings.text_analysis_processes if ingests else 0)
         writer = GroupCommitWriter(
             database,
             max_group=settings.ingest_group_max_events,
             writers=settings.ingest_group_writers,
             queue_size=settings.ingest_queue_size,
+            text_analysis=text_analysis,
         )
-        consumer = KafkaIngestConsumer(settings, database) if run_consumer else None
+        consumer = KafkaIngestConsumer(settings, database, text_analysis) if run_consumer else None
         http = make_http_client(settings)
         dispatcher = DeliveryDispatcher(settings, database, http) if roles.dispatcher else None
         if dispatcher is not None:
@@ -156,6 +164,7 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             models_loaded = asyncio.create_task(asyncio.to_thread(enrichment.warm_up))
             await database.migrate()
             await models_loaded
+            text_analysis.start()  # its workers load the models while the service starts
             if roles.api:
                 async with database.sessionmaker() as session, session.begin():
                     bootstrap = settings.bootstrap_admin_key
@@ -183,6 +192,7 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
                 principals=principals,
                 kafka_consumer=consumer,
                 live_stream=live_stream,
+                text_analysis=text_analysis,
             )
             logger.info(
                 "service ready",
@@ -206,6 +216,7 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             if live_stream is not None:
                 await live_stream.stop()
             await writer.stop()
+            text_analysis.stop()  # after everything that ingests
             await listener.stop()
             await database.close()
             logger.info("service stopped")

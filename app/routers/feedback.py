@@ -170,7 +170,7 @@ async def ingest_batch(
         results[index] = BatchItemResult(
             index=index, event_id=_item_event_id(item), status=IngestStatus.REJECTED, errors=checked
         )
-    outcomes = await commit_ingest(state.database, valid, IngestVia.REST)
+    outcomes = await commit_ingest(state.database, valid, IngestVia.REST, state.text_analysis)
     for index, outcome in zip(valid_indexes, outcomes, strict=True):
         # A conflict's stored event may lie outside the caller's locations: no ids.
         shown = outcome.status is not IngestStatus.CONFLICT

@@ -1,9 +1,10 @@
 """The one ingest pipeline shared by REST and Kafka.
 
 ``ingest_events`` takes a group of already-validated events and, inside the caller's
-transaction: settles duplicates within the group (first wins), detects language and
-sentiment of their text (``services.enrichment``), inserts the new ones in
-one set-based statement, tells exact duplicates from conflicts by content hash, and
+transaction: settles duplicates within the group (first wins), stores the language
+and sentiment of their text (analysed by the caller before the transaction:
+``services.enrichment``, ``workers.text_analysis``), inserts the new ones in one
+set-based statement, tells exact duplicates from conflicts by content hash, and
 records customer sightings, closes the loop (rules, tickets, outbox deliveries;
 ``services.closed_loop``) and adds the new events to the daily metrics rollup. The
 caller commits, then answers (or commits offsets).
@@ -28,7 +29,7 @@ from app.repositories.customers import CustomerSighting
 from app.repositories.feedback import NewFeedback
 from app.schemas.feedback import FeedbackEventIn, IngestStatus
 from app.services.closed_loop import finish_tickets, plan_tickets
-from app.services.enrichment import TextInsight, analyse_text
+from app.services.enrichment import TextInsight
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,24 +140,28 @@ def _sightings(events: Sequence[FeedbackEventIn]) -> list[CustomerSighting]:
 
 
 async def ingest_events(
-    connection: DriverConnection, events: Sequence[FeedbackEventIn], via: IngestVia
+    connection: DriverConnection,
+    events: Sequence[FeedbackEventIn],
+    via: IngestVia,
+    insights: Sequence[TextInsight],
 ) -> list[IngestOutcome]:
-    """Store a group of validated events; one outcome per event, in input order."""
+    """Store a group of validated events; one outcome per event, in input order.
+
+    ``insights``: the events' language and sentiment, one per event, analysed by the
+    caller before the transaction (``workers.text_analysis``)."""
     digests = [content_hash(event) for event in events]
     first_index: dict[str, int] = {}
     for index, event in enumerate(events):
         first_index.setdefault(event.event_id, index)
 
     firsts = sorted(first_index.items())  # event_id order: see insert_new
-    insights = {
-        event_id: analyse_text(events[i].text, events[i].language) for event_id, i in firsts
-    }
+    insight_of = {event_id: insights[i] for event_id, i in firsts}
     plan = await plan_tickets(
         connection,
         [events[i] for _, i in firsts],
         {
             event_id: insight.sentiment_score
-            for event_id, insight in insights.items()
+            for event_id, insight in insight_of.items()
             if insight.sentiment_score is not None
         },
     )
@@ -164,7 +169,7 @@ async def ingest_events(
         connection,
         [
             feedback_row(
-                events[i], digests[i], via, plan.ticket_of_event.get(event_id), insights[event_id]
+                events[i], digests[i], via, plan.ticket_of_event.get(event_id), insight_of[event_id]
             )
             for event_id, i in firsts
         ],

@@ -25,19 +25,24 @@ from app.db import DRIVER_CONNECTION_ERRORS, Database, DriverConnection
 from app.errors import ServiceUnavailable
 from app.models.enums import IngestVia
 from app.schemas.feedback import FeedbackEventIn
+from app.services.enrichment import TextInsight
 from app.services.ingest import IngestOutcome, ingest_events
 from app.telemetry import INGEST_GROUP_SIZE, INGEST_LATENCY, record_ingest
+from app.workers.text_analysis import INLINE, TextAnalysisPool
 
 logger = logging.getLogger(__name__)
 
 
 async def ingest_in_transaction(
-    connection: DriverConnection, events: Sequence[FeedbackEventIn], via: IngestVia
+    connection: DriverConnection,
+    events: Sequence[FeedbackEventIn],
+    via: IngestVia,
+    insights: Sequence[TextInsight],
 ) -> list[IngestOutcome]:
     """Run the pipeline in one transaction on ``connection`` and commit it."""
     started = time.perf_counter()
     async with connection.transaction():
-        outcomes = await ingest_events(connection, events, via)
+        outcomes = await ingest_events(connection, events, via, insights)
     INGEST_LATENCY.labels(via.value).observe(time.perf_counter() - started)
     INGEST_GROUP_SIZE.labels(via.value).observe(len(events))
     record_ingest(events, outcomes, via)
@@ -51,14 +56,18 @@ TRANSACTION_RETRIES = 3
 
 
 async def commit_ingest(
-    database: Database, events: Sequence[FeedbackEventIn], via: IngestVia
+    database: Database,
+    events: Sequence[FeedbackEventIn],
+    via: IngestVia,
+    text_analysis: TextAnalysisPool = INLINE,
 ) -> list[IngestOutcome]:
     if not events:
         return []
+    insights = await text_analysis.analyse(events)  # before a connection is taken
     async with database.driver_connection() as connection:
         for attempt in range(1, TRANSACTION_RETRIES + 1):
             try:
-                return await ingest_in_transaction(connection, events, via)
+                return await ingest_in_transaction(connection, events, via, insights)
             except asyncpg.exceptions.TransactionRollbackError:
                 if attempt == TRANSACTION_RETRIES:
                     raise
@@ -79,8 +88,10 @@ class GroupCommitWriter:
         max_group: int,
         writers: int,
         queue_size: int,
+        text_analysis: TextAnalysisPool = INLINE,
     ) -> None:
         self._database = database
+        self._text_analysis = text_analysis
         self._max_group = max_group
         self._writer_count = writers
         self._queue: asyncio.Queue[_Waiting] = asyncio.Queue(maxsize=queue_size)
@@ -149,10 +160,13 @@ class GroupCommitWriter:
         restart, a killed backend), once more on a fresh one; after a deadlock or
         serialization rollback, again. Retrying is safe: an event whose first attempt
         did commit comes back as a duplicate, stored once."""
+        insights = await self._text_analysis.analyse(events)
         connection_failures = 0
         for _attempt in range(TRANSACTION_RETRIES + 1):
             try:
-                return await ingest_in_transaction(await held.get(), events, IngestVia.REST)
+                return await ingest_in_transaction(
+                    await held.get(), events, IngestVia.REST, insights
+                )
             except asyncpg.QueryCanceledError:
                 raise  # a statement timeout: the connection is fine, the group is not retried
             except asyncpg.exceptions.TransactionRollbackError:
@@ -162,7 +176,7 @@ class GroupCommitWriter:
                 connection_failures += 1
                 if connection_failures == 2:
                     raise
-        return await ingest_in_transaction(await held.get(), events, IngestVia.REST)
+        return await ingest_in_transaction(await held.get(), events, IngestVia.REST, insights)
 
 
 class HeldConnection:

@@ -51,6 +51,7 @@ from app.db import DRIVER_CONNECTION_ERRORS, Database
 from app.errors import validation_errors
 from app.models.enums import DeadLetterReason, IngestVia
 from app.schemas.feedback import FeedbackEventIn, IngestStatus
+from app.services.enrichment import TextInsight
 from app.services.ingest import IngestOutcome
 from app.telemetry import (
     KAFKA_CONSUMED,
@@ -61,6 +62,7 @@ from app.telemetry import (
     record_rejected,
 )
 from app.workers.ingest_writer import HeldConnection, ingest_in_transaction
+from app.workers.text_analysis import INLINE, TextAnalysisPool
 
 logger = logging.getLogger(__name__)
 
@@ -239,11 +241,14 @@ class _FinishCycleBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 class KafkaIngestConsumer:
     """A long-running consumer with ``start()``/``stop()`` (see the module docstring)."""
 
-    def __init__(self, settings: Settings, database: Database) -> None:
+    def __init__(
+        self, settings: Settings, database: Database, text_analysis: TextAnalysisPool = INLINE
+    ) -> None:
         if settings.kafka_bootstrap_servers is None:
             raise ValueError("FEEDBACK_KAFKA_BOOTSTRAP_SERVERS is not set")
         self._settings = settings
         self._database = database
+        self._text_analysis = text_analysis
         self._topic = settings.kafka_topic
         self._max_message_bytes = settings.kafka_max_message_bytes
         self._fetch_bytes = max(1024 * 1024, settings.kafka_max_message_bytes)
@@ -501,14 +506,15 @@ class KafkaIngestConsumer:
         """One transaction for the batch; None marks an event the database refused."""
         if not parsed.events:
             return []
+        insights = await self._text_analysis.analyse(parsed.events)
         try:
-            return list(await self._ingest(parsed.events))
+            return list(await self._ingest(parsed.events, insights))
         except EVENT_SPECIFIC_DB_ERRORS:
             pass  # one event's values: find it below, event by event
         outcomes: list[IngestOutcome | None] = []
-        for event in parsed.events:
+        for event, insight in zip(parsed.events, insights, strict=True):
             try:
-                outcomes.extend(await self._ingest([event]))
+                outcomes.extend(await self._ingest([event], [insight]))
             except EVENT_SPECIFIC_DB_ERRORS as exc:
                 logger.warning(
                     "kafka event refused by the database",
@@ -517,11 +523,13 @@ class KafkaIngestConsumer:
                 outcomes.append(None)
         return outcomes
 
-    async def _ingest(self, events: list[FeedbackEventIn]) -> list[IngestOutcome]:
+    async def _ingest(
+        self, events: list[FeedbackEventIn], insights: list[TextInsight]
+    ) -> list[IngestOutcome]:
         # On the connection this consumer holds: a pool checkout costs a ping per batch.
         try:
             return await ingest_in_transaction(
-                await self._connection.get(), events, IngestVia.KAFKA
+                await self._connection.get(), events, IngestVia.KAFKA, insights
             )
         except EVENT_SPECIFIC_DB_ERRORS:
             raise
