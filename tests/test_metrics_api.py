@@ -17,28 +17,12 @@ from app.dependencies import AppState
 from app.models.enums import Scope
 from tests.conftest import KeyFactory, auth
 
+# Events of their own customer, without text: the figures depend on the scores alone.
+from tests.test_metrics import event, nps
+from tests.test_metrics import score as scored
+
 PROBLEM = "application/problem+json"
 WINDOW = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-04T00:00:00Z"}
-
-
-def event(event_id: str, occurred_at: str, channel: str, **fields: Any) -> dict[str, Any]:
-    """An event of its own customer (one open ticket per customer) without text, so the
-    figures depend on the scores alone."""
-    return {
-        "event_id": event_id,
-        "occurred_at": occurred_at,
-        "channel": channel,
-        "customer": {"id": f"C-{event_id}"},
-        **fields,
-    }
-
-
-def nps(value: int) -> dict[str, Any]:
-    return {"metric": "nps", "value": value}
-
-
-def scored(metric: str, value: int, scale: int) -> dict[str, Any]:
-    return {"metric": metric, "value": value, "scale": scale}
 
 
 # Eight events over three UTC days. Hand-worked totals for WINDOW:

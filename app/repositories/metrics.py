@@ -136,21 +136,42 @@ def _feedback_key(dimension: MetricsDimension | None, *, rollup: bool) -> str:
             return f"{alias}.{dimension.value}"
 
 
-def _dimension_filters(query: MetricsQuery, params: _Params, alias: str) -> list[str]:
+def _dimension_filters(
+    query: MetricsQuery,
+    params: _Params,
+    *,
+    channel: str,
+    location_id: str,
+    touchpoint: str,
+    source: str,
+) -> list[str]:
+    """The key's location restriction and the filters, on the columns named."""
     conditions = []
     if query.allowed_location_ids is not None:
         conditions.append(
-            f"{alias}.location_id = ANY({params.add(list(query.allowed_location_ids))}::text[])"
+            f"{location_id} = ANY({params.add(list(query.allowed_location_ids))}::text[])"
         )
     for column, values in (
-        ("channel", query.channels),
-        ("location_id", query.location_ids),
-        ("touchpoint", query.touchpoints),
-        ("source", query.sources),
+        (channel, query.channels),
+        (location_id, query.location_ids),
+        (touchpoint, query.touchpoints),
+        (source, query.sources),
     ):
         if values:
-            conditions.append(f"{alias}.{column} = ANY({params.add(list(values))}::text[])")
+            conditions.append(f"{column} = ANY({params.add(list(values))}::text[])")
     return conditions
+
+
+def _filters_on(query: MetricsQuery, params: _Params, alias: str) -> list[str]:
+    """Filters on one table's own columns (the feedback table or its daily rollup)."""
+    return _dimension_filters(
+        query,
+        params,
+        channel=f"{alias}.channel",
+        location_id=f"{alias}.location_id",
+        touchpoint=f"{alias}.touchpoint",
+        source=f"{alias}.source",
+    )
 
 
 def _whole_days(start: datetime, end: datetime) -> tuple[date, date] | None:
@@ -179,7 +200,7 @@ async def feedback_sums(
     if query.rollup_answers() and whole_days is not None:
         first, stop = whole_days
         conditions = [f"r.day >= {params.add(first)}", f"r.day < {params.add(stop)}"]
-        conditions += _dimension_filters(query, params, "r")
+        conditions += _filters_on(query, params, "r")
         parts.append(
             f"SELECT {_feedback_key(query.group_by, rollup=True)} AS key, "
             + ", ".join(f"r.{name}" for name in SUM_COLUMNS)
@@ -196,7 +217,7 @@ async def feedback_sums(
             f"(f.occurred_at >= {params.add(start)} AND f.occurred_at < {params.add(end)})"
             for start, end in raw_ranges
         )
-        conditions = [f"({ranges})", *_dimension_filters(query, params, "f")]
+        conditions = [f"({ranges})", *_filters_on(query, params, "f")]
         parts.append(
             f"SELECT {_feedback_key(query.group_by, rollup=False)} AS key, "
             + ", ".join(f"{expression} AS {name}" for name, expression in FEEDBACK_SUMS)
@@ -284,19 +305,16 @@ async def ticket_sums(
     conditions = [
         f"t.created_at >= {params.add(query.occurred_from)}",
         f"t.created_at < {params.add(query.occurred_to)}",
+        # A ticket's touchpoint and source are those of the feedback that opened it.
+        *_dimension_filters(
+            query,
+            params,
+            channel="t.channel",
+            location_id="t.location_id",
+            touchpoint="f.touchpoint",
+            source="f.source",
+        ),
     ]
-    if query.allowed_location_ids is not None:
-        conditions.append(
-            f"t.location_id = ANY({params.add(list(query.allowed_location_ids))}::text[])"
-        )
-    for column, values in (
-        ("t.channel", query.channels),
-        ("t.location_id", query.location_ids),
-        ("f.touchpoint", query.touchpoints),
-        ("f.source", query.sources),
-    ):
-        if values:
-            conditions.append(f"{column} = ANY({params.add(list(values))}::text[])")
     needs_feedback = bool(query.touchpoints or query.sources) or query.group_by in {
         MetricsDimension.TOUCHPOINT,
         MetricsDimension.JOURNEY_STAGE,
