@@ -255,8 +255,8 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
     )
     base_url = f"http://{settings.host}:{settings.port}"
     print(
-        f"Next: run 'feedback-service serve', open {base_url}/docs and try "
-        "GET /v1/metrics?group_by=location_id"
+        f"Next: try GET {base_url}/v1/metrics?group_by=location_id (with "
+        "'feedback-service serve' running), or open /docs"
     )
     return 0
 

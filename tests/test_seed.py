@@ -618,7 +618,7 @@ async def test_seed_command(state: AppState, database_url: str, tmp_path: Path) 
     assert re.search(r"tickets\s+\d+ opened", done.stdout)
     assert f"{len(DEMO_LOCATIONS)} created with owners and teams" in done.stdout
     assert "/docs" in done.stdout
-    assert "GET /v1/metrics?group_by=location_id" in done.stdout
+    assert "/v1/metrics?group_by=location_id" in done.stdout
     assert await scalar(state, "SELECT count(*) FROM feedback") == 400
     assert (
         await scalar(state, "SELECT count(*) FROM feedback WHERE event_id LIKE 'demo-99-%'") == 400
