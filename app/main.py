@@ -160,8 +160,11 @@ def create_app(settings: Settings, roles: ProcessRoles | None = None) -> FastAPI
             )
         try:
             # Text models load in a thread while the migrations run (about 2 s): the
-            # first event with text must not pay for it.
-            models_loaded = asyncio.create_task(asyncio.to_thread(enrichment.warm_up))
+            # first event with text must not pay for it. A dispatch-only process never
+            # analyses text and loads nothing.
+            models_loaded = asyncio.create_task(
+                asyncio.to_thread(enrichment.warm_up) if ingests else asyncio.sleep(0)
+            )
             await database.migrate()
             await models_loaded
             text_analysis.start()  # its workers load the models while the service starts

@@ -55,18 +55,21 @@ def embedded_postgres(data_dir: Path) -> Iterator[Database]:
         server.stop()
 
 
-async def _connect(info: ConnectionInfo) -> asyncpg.Connection:
+async def connect(
+    info: ConnectionInfo, server_settings: dict[str, str] | None = None
+) -> asyncpg.Connection:
     return await asyncpg.connect(
         host=info.host,
         port=info.port,
         user=info.user,
         password=info.password,
         database=info.database,
+        server_settings=server_settings,
     )
 
 
 async def _reset(info: ConnectionInfo) -> None:
-    connection = await _connect(info)
+    connection = await connect(info)
     try:
         await connection.execute(f"TRUNCATE {INGEST_TABLES}")
         # Flush the previous phase's dirty pages now rather than during the next phase.
@@ -123,7 +126,7 @@ async def _copy_closed_loop(info: ConnectionInfo, spec: CopySpec) -> LoadResult:
         await connection.copy_records_to_table("feedback", records=records, columns=rows.columns)
         return COPY_DONE
 
-    connections = [await _connect(info) for _ in range(spec.connections)]
+    connections = [await connect(info) for _ in range(spec.connections)]
     try:
         return await closed_loop(
             [partial(copy_next_batch, connection) for connection in connections],

@@ -176,7 +176,7 @@ async def closed_loop(
     return recorder.result(duration_s, events_per_request)
 
 
-async def _release_on_schedule(
+async def release_on_schedule(
     due_times: asyncio.Queue[float | None], start: float, rate: float, total: int
 ) -> None:
     for index in range(total):
@@ -206,7 +206,7 @@ async def open_loop(
 
     workers = [asyncio.create_task(serve(exchange)) for exchange in exchanges]
     start = time.perf_counter() + SCHEDULE_LEAD_S
-    await _release_on_schedule(due_times, start, rate_per_s, total)
+    await release_on_schedule(due_times, start, rate_per_s, total)
     for _ in workers:
         due_times.put_nowait(None)
     _, late = await asyncio.wait(workers, timeout=DRAIN_TIMEOUT_S)

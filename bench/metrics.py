@@ -58,9 +58,9 @@ from app.repositories import metrics as repo
 from app.repositories.metrics import FEEDBACK_SUMS, MetricsDimension, MetricsQuery
 from bench import metrics_data
 from bench.cpu import CpuStopwatch
-from bench.database import Database, embedded_postgres
+from bench.database import Database, connect, embedded_postgres
 from bench.http_client import HttpConnection, HttpProtocolError
-from bench.load import percentile
+from bench.load import percentile, release_on_schedule
 from bench.processes import PROJECT_ROOT, BenchError, running_server
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -178,14 +178,9 @@ def _progress(message: str) -> None:
 
 
 async def _connect(info: ConnectionInfo) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        host=info.host,
-        port=info.port,
-        user=info.user,
-        password=info.password,
-        database=info.database,
-        # Baseline and EXPLAIN run longer than the service's statements may; no limit.
-        server_settings={"statement_timeout": "0", "application_name": "bench-metrics"},
+    # Baseline and EXPLAIN run longer than the service's statements may; no limit.
+    return await connect(
+        info, server_settings={"statement_timeout": "0", "application_name": "bench-metrics"}
     )
 
 
@@ -342,13 +337,7 @@ async def open_loop(
                 recorder.ok_latencies_ms.append((time.perf_counter() - due) * 1000)
 
     workers = [asyncio.create_task(serve(connection)) for connection in pool]
-    start = time.perf_counter() + 0.05
-    for index in range(total):
-        due = start + index / rate_per_s
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        due_times.put_nowait(due)
+    await release_on_schedule(due_times, time.perf_counter() + 0.05, rate_per_s, total)
     for _ in workers:
         due_times.put_nowait(None)
     _, late = await asyncio.wait(workers, timeout=DRAIN_TIMEOUT_S)

@@ -79,10 +79,11 @@ def _targets(rule: CompiledRule, integration_ids: Mapping[str, int]) -> list[int
 async def plan_tickets(
     connection: DriverConnection,
     events: Sequence[FeedbackEventIn],
-    sentiment_scores: Mapping[str, float] | None = None,
+    sentiment_scores: Mapping[str, float],
 ) -> TicketPlan:
     """Decide each event's ticket (``events``: one per event_id, not stored yet): the
-    customer's open ticket, or a new one (one per customer; one per anonymous event)."""
+    customer's open ticket, or a new one (one per customer; one per anonymous event).
+    ``sentiment_scores``: by event_id, for the events whose text has a sentiment."""
     plan = TicketPlan()
     routing_now = await routing.routing_for(
         connection, [event.location_id for event in events if event.location_id]
@@ -93,10 +94,9 @@ async def plan_tickets(
     plan.integrations = routing_now.integrations
     integration_ids = routing_now.integration_ids
     owners = routing_now.owners
-    scores = sentiment_scores or {}
     pending: list[tuple[FeedbackEventIn, CompiledRule]] = []
     for event in events:
-        rule = first_match(rules, event, scores.get(event.event_id))
+        rule = first_match(rules, event, sentiment_scores.get(event.event_id))
         if rule is not None:
             pending.append((event, rule))
             plan.rule_of_event[event.event_id] = rule

@@ -95,7 +95,7 @@ def feedback_row(
         rating_scale=rating.scale if rating else None,
         text=event.text,
         language=insight.language if insight else event.language,
-        sentiment_label=insight.sentiment_label if insight and insight.sentiment_label else None,
+        sentiment_label=insight.sentiment_label if insight else None,
         sentiment_score=insight.sentiment_score if insight else None,
         tags=event.tags,
         metadata=event.metadata,
