@@ -65,9 +65,9 @@ class Settings(BaseSettings):
         default=1,
         ge=0,
         le=64,
-        description="Worker processes that detect language and sentiment for large ingest "
-        "groups (batches, Kafka batches, busy group commits) beside the event loop; 0: "
-        "analyse on the event loop.",
+        description="Worker processes that detect language and sentiment of ingested "
+        "events (single events, batches, Kafka batches) beside the event loop; 0: analyse "
+        "on the event loop.",
     )
 
     # --- Kafka ingestion (SPEC section 4) -------------------------------------------------
