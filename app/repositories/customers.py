@@ -173,36 +173,34 @@ async def journey_summary(
 
 # --- erasure -------------------------------------------------------------------------
 
-_OUTSIDE_LOCATIONS_SQL = """
-    SELECT EXISTS (
-        SELECT 1 FROM feedback WHERE customer_id = $1
-          AND (location_id IS NULL OR location_id <> ALL($2::text[]))
-    ) OR EXISTS (
-        SELECT 1 FROM tickets WHERE customer_id = $1
-          AND (location_id IS NULL OR location_id <> ALL($2::text[]))
-    )
-"""
-
-
-async def has_data_outside(
-    connection: DriverConnection, customer_id: str, location_ids: Sequence[str]
-) -> bool:
-    return bool(await connection.fetchval(_OUTSIDE_LOCATIONS_SQL, customer_id, list(location_ids)))
-
-
 # Scores, channel, location, language, sentiment and tags stay (anonymous, so metrics
 # and the rollup do not change); identifiers, text and free-form metadata go.
+# $3, a location-restricted key's locations (NULL: unrestricted): with data of the
+# customer elsewhere, nothing is erased. Checked in the same statement, so in the same
+# snapshot: an event stored elsewhere between a check and the erasure cannot slip in.
 _ERASE_SQL = """
-    WITH erased_feedback AS (
+    WITH outside AS (
+        SELECT $3::text[] IS NOT NULL AND (
+            EXISTS (
+                SELECT 1 FROM feedback WHERE customer_id = $1
+                  AND (location_id IS NULL OR location_id <> ALL($3::text[]))
+            ) OR EXISTS (
+                SELECT 1 FROM tickets WHERE customer_id = $1
+                  AND (location_id IS NULL OR location_id <> ALL($3::text[]))
+            )
+        ) AS found
+    ),
+    erased_feedback AS (
         UPDATE feedback SET customer_id = NULL, customer_email = NULL, customer_phone = NULL,
                             customer_name = NULL, customer_locale = NULL, text = NULL,
                             metadata = NULL
-        WHERE customer_id = $1
+        WHERE customer_id = $1 AND NOT (SELECT found FROM outside)
         RETURNING id, ticket_id
     ),
     erased_tickets AS (
         UPDATE tickets SET customer_id = NULL, customer = NULL
-        WHERE customer_id = $1 OR id IN (SELECT ticket_id FROM erased_feedback)
+        WHERE (customer_id = $1 OR id IN (SELECT ticket_id FROM erased_feedback))
+          AND NOT (SELECT found FROM outside)
         RETURNING id
     ),
     erased_notes AS (
@@ -232,9 +230,11 @@ _ERASE_SQL = """
         RETURNING id
     ),
     erased_customer AS (
-        DELETE FROM customers WHERE customer_id = $1 RETURNING customer_id
+        DELETE FROM customers WHERE customer_id = $1 AND NOT (SELECT found FROM outside)
+        RETURNING customer_id
     )
-    SELECT (SELECT count(*) FROM erased_feedback) AS feedback,
+    SELECT (SELECT found FROM outside) AS outside,
+           (SELECT count(*) FROM erased_feedback) AS feedback,
            (SELECT count(*) FROM erased_tickets) AS tickets,
            (SELECT count(*) FROM erased_deliveries) AS deliveries,
            (SELECT count(*) FROM erased_customer) AS customers
@@ -253,11 +253,22 @@ class ErasureCounts:
 _ERASED_FEEDBACK_FIELDS = orjson.dumps({"customer": None, "text": None, "metadata": None}).decode()
 
 
-async def erase_customer(connection: DriverConnection, customer_id: str) -> ErasureCounts:
+async def erase_customer(
+    connection: DriverConnection, customer_id: str, only_within: Sequence[str] | None
+) -> ErasureCounts | None:
     """Blank the customer's identifiers and text in feedback, tickets, timeline notes and
-    delivery payloads (pending or sent), and drop the contact record; one statement."""
-    record = await connection.fetchrow(_ERASE_SQL, customer_id, _ERASED_FEEDBACK_FIELDS)
+    delivery payloads (pending or sent), and drop the contact record; one statement.
+    ``only_within``: locations all the customer's data must lie in, or None (nothing
+    erased, when it does not)."""
+    record = await connection.fetchrow(
+        _ERASE_SQL,
+        customer_id,
+        _ERASED_FEEDBACK_FIELDS,
+        None if only_within is None else list(only_within),
+    )
     assert record is not None
+    if record["outside"]:
+        return None
     return ErasureCounts(
         record["feedback"], record["tickets"], record["deliveries"], record["customers"]
     )

@@ -104,13 +104,12 @@ async def erase_customer(
 ) -> repo.ErasureCounts:
     """Blank the customer's identifiers and text everywhere; scores stay, anonymous, so
     every metric is unchanged. Idempotent: erasing an unknown customer does nothing."""
-    restricted = principal.readable_locations()
-    if restricted is not None and await repo.has_data_outside(connection, customer_id, restricted):
+    counts = await repo.erase_customer(connection, customer_id, principal.readable_locations())
+    if counts is None:
         raise Forbidden(
             "This customer has feedback or tickets outside this API key's locations; "
             "erasure needs a key for all of them."
         )
-    counts = await repo.erase_customer(connection, customer_id)
     # Counts only: the identifier being erased is not written to the logs either.
     logger.info(
         "customer erased",
