@@ -187,6 +187,26 @@ async def release_on_schedule(
         due_times.put_nowait(due)
 
 
+async def run_schedule(
+    due_times: asyncio.Queue[float | None],
+    workers: Sequence[asyncio.Task[None]],
+    *,
+    start: float,
+    rate: float,
+    total: int,
+) -> None:
+    """Release ``total`` due times at ``rate`` from ``start`` to the ``workers`` (each
+    takes the next due time until it gets None), then end them; workers still busy
+    ``DRAIN_TIMEOUT_S`` after the last release are cancelled."""
+    await release_on_schedule(due_times, start, rate, total)
+    for _ in workers:
+        due_times.put_nowait(None)
+    _, late = await asyncio.wait(workers, timeout=DRAIN_TIMEOUT_S)
+    for worker in late:
+        worker.cancel()
+    await asyncio.gather(*late, return_exceptions=True)
+
+
 async def open_loop(
     exchanges: Sequence[Exchange], *, rate_per_s: float, duration_s: float, events_per_request: int
 ) -> LoadResult:
@@ -206,13 +226,7 @@ async def open_loop(
 
     workers = [asyncio.create_task(serve(exchange)) for exchange in exchanges]
     start = time.perf_counter() + SCHEDULE_LEAD_S
-    await release_on_schedule(due_times, start, rate_per_s, total)
-    for _ in workers:
-        due_times.put_nowait(None)
-    _, late = await asyncio.wait(workers, timeout=DRAIN_TIMEOUT_S)
-    for worker in late:
-        worker.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
+    await run_schedule(due_times, workers, start=start, rate=rate_per_s, total=total)
     # Answers trailing the schedule stretch the window rather than inflate the rate.
     window_s = max(duration_s, last_answer - start)
     return recorder.result(

@@ -60,13 +60,12 @@ from bench import metrics_data
 from bench.cpu import CpuStopwatch
 from bench.database import Database, connect, embedded_postgres
 from bench.http_client import HttpConnection, HttpProtocolError
-from bench.load import percentile, release_on_schedule
-from bench.processes import PROJECT_ROOT, BenchError, running_server
+from bench.load import percentile, run_schedule
+from bench.processes import PROJECT_ROOT, BenchError, running_server, service_command, service_env
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 TARGET_P95_MS = 300.0
 REQUEST_TIMEOUT_S = 30.0  # the service's statement timeout is 30 s too
-DRAIN_TIMEOUT_S = 30.0  # how long answers may trail the last scheduled request
 IDLE_TIMEOUT_S = 60.0
 TRANSPORT_ERROR = 0  # status recorded when no HTTP answer arrived
 RESTRICTED_LOCATIONS = metrics_data.LOCATIONS[1:3]  # a manager of two (busy) stores
@@ -253,24 +252,6 @@ def _fresh_load(options: Options, cluster: Path, log_dir: Path) -> metrics_data.
 # -- the service ---------------------------------------------------------------------------
 
 
-def _service_env(info: ConnectionInfo, admin_key: str) -> dict[str, str]:
-    # Other FEEDBACK_* variables pass through, so settings can be compared run to run.
-    return {
-        **os.environ,
-        "FEEDBACK_DATABASE_URL": info.sqlalchemy_url(),
-        "FEEDBACK_BOOTSTRAP_ADMIN_KEY": admin_key,
-        "FEEDBACK_LOG_LEVEL": "WARNING",
-        "FEEDBACK_HOST": "127.0.0.1",
-    }
-
-
-def _service_command(port: int) -> list[str]:
-    executable = Path(sys.executable).parent / "feedback-service"
-    if not executable.exists():
-        raise BenchError(f"{executable} not found: run with the project's venv python")
-    return [str(executable), "serve", "--port", str(port)]
-
-
 def _call(port: int, token: str, method: str, path: str, body: object = None) -> Any:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
@@ -337,13 +318,9 @@ async def open_loop(
                 recorder.ok_latencies_ms.append((time.perf_counter() - due) * 1000)
 
     workers = [asyncio.create_task(serve(connection)) for connection in pool]
-    await release_on_schedule(due_times, time.perf_counter() + 0.05, rate_per_s, total)
-    for _ in workers:
-        due_times.put_nowait(None)
-    _, late = await asyncio.wait(workers, timeout=DRAIN_TIMEOUT_S)
-    for worker in late:
-        worker.cancel()
-    await asyncio.gather(*late, return_exceptions=True)
+    await run_schedule(
+        due_times, workers, start=time.perf_counter() + 0.05, rate=rate_per_s, total=total
+    )
     await asyncio.gather(*(connection.close() for connection in pool))
     return recorder, total, total - recorder.statuses.total()
 
@@ -713,8 +690,8 @@ def measure(options: Options) -> RunResult:
         service = stack.enter_context(
             running_server(
                 "service-metrics",
-                _service_command,
-                _service_env(database.info, admin_key),
+                service_command,
+                service_env(database.info, admin_key),
                 log_dir,
             )
         )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from app.embedded_postgres import ConnectionInfo
 from bench.load import LoadResult, LoadSpec, result_from_json
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +34,25 @@ class BenchError(RuntimeError):
 class RunningServer:
     port: int
     pid: int
+
+
+def service_command(port: int) -> list[str]:
+    """``feedback-service serve`` from the venv the harness runs in."""
+    executable = Path(sys.executable).parent / "feedback-service"
+    if not executable.exists():
+        raise BenchError(f"{executable} not found: run with the project's venv python")
+    return [str(executable), "serve", "--port", str(port)]
+
+
+def service_env(database: ConnectionInfo, admin_key: str) -> dict[str, str]:
+    # Other FEEDBACK_* variables pass through, so settings can be compared run to run.
+    return {
+        **os.environ,
+        "FEEDBACK_DATABASE_URL": database.sqlalchemy_url(),
+        "FEEDBACK_BOOTSTRAP_ADMIN_KEY": admin_key,
+        "FEEDBACK_LOG_LEVEL": "WARNING",
+        "FEEDBACK_HOST": "127.0.0.1",
+    }
 
 
 def free_port() -> int:

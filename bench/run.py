@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from app.embedded_postgres import ConnectionInfo
 from bench.cpu import CpuStopwatch
 from bench.database import (
     CopySpec,
@@ -28,7 +27,15 @@ from bench.database import (
 )
 from bench.events import BATCH_EVENTS
 from bench.load import LoadResult, LoadSpec
-from bench.processes import PROJECT_ROOT, BenchError, RunningServer, run_load, running_server
+from bench.processes import (
+    PROJECT_ROOT,
+    BenchError,
+    RunningServer,
+    run_load,
+    running_server,
+    service_command,
+    service_env,
+)
 from bench.report import Phase, PhaseResult
 
 FIXED_RATE_FRACTION = 0.7
@@ -55,26 +62,8 @@ class Options:
         return self.only in ("batch", "all")
 
 
-def _service_command(port: int) -> list[str]:
-    executable = Path(sys.executable).parent / "feedback-service"
-    if not executable.exists():
-        raise BenchError(f"{executable} not found: run with the project's venv python")
-    return [str(executable), "serve", "--port", str(port)]
-
-
 def _nodb_command(port: int) -> list[str]:
     return [sys.executable, "-m", "bench.nodb_app", "--port", str(port)]
-
-
-def _service_env(database: ConnectionInfo, api_key: str) -> dict[str, str]:
-    # Other FEEDBACK_* variables pass through, so settings can be compared run to run.
-    return {
-        **os.environ,
-        "FEEDBACK_DATABASE_URL": database.sqlalchemy_url(),
-        "FEEDBACK_BOOTSTRAP_ADMIN_KEY": api_key,
-        "FEEDBACK_LOG_LEVEL": "WARNING",
-        "FEEDBACK_HOST": "127.0.0.1",
-    }
 
 
 def _progress(message: str) -> None:
@@ -100,8 +89,8 @@ class BenchmarkRun:
 
     def run(self) -> None:
         api_key = "fbk_" + secrets.token_urlsafe(24)  # 32 characters after the prefix
-        service_env = _service_env(self.database.info, api_key)
-        with running_server("service", _service_command, service_env, self.log_dir) as service:
+        environment = service_env(self.database.info, api_key)
+        with running_server("service", service_command, environment, self.log_dir) as service:
             if self.options.runs_single:
                 single = (Phase.SERVICE_SINGLE_MAX, Phase.SERVICE_SINGLE_FIXED)
                 self._max_then_fixed(service, api_key, 1, *single)

@@ -125,6 +125,31 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """An RFC 9457 problem response with this status; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+async def get_json(
+    client: httpx.AsyncClient,
+    key: str,
+    path: str,
+    params: dict[str, str | int | list[str]] | None = None,
+) -> dict[str, Any]:
+    """The body of a GET that must answer 200."""
+    response = await client.get(path, params=params, headers=auth(key))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def make_event(event_id: str = "evt-1", **overrides: Any) -> dict[str, Any]:
     """A valid event (the spec's example, dated just now) with overrides applied."""
     event = copy.deepcopy(EXAMPLE_EVENT)

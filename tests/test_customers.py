@@ -25,7 +25,7 @@ from sqlalchemy import text
 
 from app.dependencies import AppState
 from app.models.enums import Scope
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, assert_problem, auth, get_json
 from tests.fixtures.vendors import (  # noqa: F401 (fixtures)
     FakeVendorServer,
     vendor_server_fixture,
@@ -34,7 +34,6 @@ from tests.fixtures.vendors import (  # noqa: F401 (fixtures)
 from tests.test_loop_delivery import add_webhook, add_zendesk, dispatching, eventually
 
 Json = dict[str, Any]
-PROBLEM = "application/problem+json"
 BASE = datetime(2025, 5, 1, 9, 0, tzinfo=UTC)
 
 # Ana's personal data: each string occurs nowhere else in the data set, so finding one
@@ -217,14 +216,6 @@ async def all_pages(
         cursor = page["next_cursor"]
         if cursor is None:
             return pages
-
-
-def assert_problem(response: httpx.Response, status: int) -> Json:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: Json = response.json()
-    assert body["status"] == status
-    return body
 
 
 # --- journeys: order and content ---------------------------------------------------------
@@ -645,13 +636,6 @@ def shape(payload: Json) -> list[Any]:
         [sorted(item) for item in payload.get("feedback", [])],
         [sorted(entry) for entry in data.get("timeline", [])],
     ]
-
-
-async def get_json(client: httpx.AsyncClient, key: str, path: str) -> Json:
-    response = await client.get(path, headers=auth(key))
-    assert response.status_code == 200, response.text
-    body: Json = response.json()
-    return body
 
 
 async def delivered_count(state: AppState, expected: int) -> bool:

@@ -16,11 +16,10 @@ import httpx
 import pytest
 
 from app.models.enums import Scope
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, assert_problem, auth, get_json
 
 Json = dict[str, Any]
 Params = dict[str, str | int | list[str]]
-PROBLEM = "application/problem+json"
 BASE = datetime(2025, 6, 2, 10, 0, tzinfo=UTC)
 ALL_BUT_ADMIN = (
     Scope.FEEDBACK_READ,
@@ -95,23 +94,6 @@ async def store_a(make_key: KeyFactory) -> str:
 @pytest.fixture
 async def both_stores(make_key: KeyFactory) -> str:
     return await make_key(*ALL_BUT_ADMIN, locations=["store-a", "store-b"], name="regional")
-
-
-def assert_problem(response: httpx.Response, status: int) -> Json:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: Json = response.json()
-    assert body["status"] == status
-    return body
-
-
-async def get_json(
-    client: httpx.AsyncClient, key: str, path: str, params: Params | None = None
-) -> Json:
-    response = await client.get(path, params=params, headers=auth(key))
-    assert response.status_code == 200, response.text
-    body: Json = response.json()
-    return body
 
 
 async def every_item(

@@ -16,9 +16,8 @@ from sqlalchemy import text
 
 from app.dependencies import AppState
 from app.models.enums import Scope
-from tests.conftest import KeyFactory, auth, make_event
+from tests.conftest import KeyFactory, assert_problem, auth, make_event
 
-PROBLEM = "application/problem+json"
 BASE = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 Params = dict[str, str | int | list[str]]
 
@@ -50,14 +49,6 @@ async def list_event_ids(client: httpx.AsyncClient, key: str, params: Params) ->
     body = response.json()
     assert body["next_cursor"] is None
     return [item["event_id"] for item in body["items"]]
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 # --- the filter data set ----------------------------------------------------------------
