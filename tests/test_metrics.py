@@ -24,9 +24,8 @@ from sqlalchemy import text
 
 from app.dependencies import AppState
 from app.models.enums import Scope
-from tests.conftest import REPO_ROOT, KeyFactory, auth
+from tests.conftest import REPO_ROOT, KeyFactory, assert_problem, auth
 
-PROBLEM = "application/problem+json"
 Params = dict[str, str | list[str]]
 Figures = tuple[int, float | None, float | None, float | None, float | None]
 
@@ -79,14 +78,6 @@ def figures(group: dict[str, Any]) -> Figures:
 
 def keyed(body: dict[str, Any]) -> list[tuple[str | None, Figures]]:
     return [(group["key"], figures(group)) for group in body["groups"]]
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 async def execute(state: AppState, statement: str, **params: Any) -> None:
