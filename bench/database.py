@@ -28,7 +28,11 @@ from app.services.ingest import content_hash, feedback_row
 from bench.events import BATCH_EVENTS, EventTemplate, customer_id, event_id, seq_text
 from bench.load import LoadResult, closed_loop
 
-INGEST_TABLES = "feedback, customers"  # api_keys stays: it holds the benchmark's key
+# Every table an ingest writes (api_keys stays: it holds the benchmark's key).
+INGEST_TABLES = (
+    "feedback, customers, tickets, ticket_timeline, ticket_external_refs, deliveries, "
+    "delivery_attempts, feedback_daily_rollup"
+)
 COPY_DONE = 200  # a COPY call that returned is recorded like a 2xx answer
 
 
