@@ -116,6 +116,14 @@ def test_batches_keep_their_order() -> None:
     assert analyse_texts([]) == []
 
 
+def test_a_group_gets_the_same_answers_as_its_texts_one_by_one() -> None:
+    # analyse_texts detects the whole group's languages before scoring any sentiment.
+    samples = load_samples()
+    items: list[tuple[str | None, str | None]] = [(s["text"], None) for s in samples]
+    items += [(None, "de"), (None, None), ("ok", None), (samples[0]["text"], "fr-CA")]
+    assert analyse_texts(items) == [analyse_text(text, given) for text, given in items]
+
+
 # --- through the pipeline ---------------------------------------------------------------
 
 
