@@ -341,8 +341,9 @@ class IngestResponse(BaseModel):
 
 
 class BatchRequest(BaseModel):
-    """Documentation model: the batch endpoint validates each event on its own, so that
-    valid events are stored even when others are rejected."""
+    """The batch body. When it does not validate as a whole, the batch endpoint
+    validates each event on its own, so that valid events are stored even when others
+    are rejected."""
 
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"example": {"events": [EXAMPLE_EVENT]}}
