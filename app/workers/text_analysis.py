@@ -1,8 +1,8 @@
 """Language and sentiment of ingest groups, in worker processes beside the event loop.
 
-Text analysis (``services.enrichment``) costs about 0.1 ms of CPU per event with text,
-in pure Python under the GIL. On the event loop that is a quarter of a single event's
-time, and a 500-event batch would hold the loop for about 50 ms while every other
+Text analysis (``services.enrichment``) costs about 50 µs of CPU per event with text,
+in pure Python under the GIL. On the event loop that is a sixth of a single event's
+time, and a 500-event batch would hold the loop for about 25 ms while every other
 request, and the database, waited. Worker processes analyse the groups on another core
 instead, while the loop goes on validating, answering and talking to PostgreSQL.
 
@@ -10,7 +10,7 @@ Each worker is a child process (``python -m app.workers.text_analysis``) that re
 length-prefixed JSON frames on its stdin and answers each with one frame on its stdout,
 in order. The event loop writes and reads those pipes itself: no executor threads
 competing for the GIL and no pickling, so a hand-over costs the loop about 6 µs per
-event in a group of 20, a tenth of analysing it; only for a lone event (a quiet
+event in a group of 20, an eighth of analysing it; only for a lone event (a quiet
 service, where it does not matter) does it cost about as much as analysing.
 (``concurrent.futures``' process pool was used before: its management and feeder
 threads cost the loop about as much as analysing ten texts, so only large groups
