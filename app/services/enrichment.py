@@ -57,7 +57,6 @@ class TextInsight:
     sentiment_score: float | None
 
 
-NO_TEXT = TextInsight(None, None, None)
 _load_lock = threading.Lock()
 
 
