@@ -26,9 +26,8 @@ from app.models.closed_loop import DeliveryAttemptRow, DeliveryRow, IntegrationR
 from app.models.enums import Channel, DeliveryStatus, Scope, TicketPriority, TicketStatus
 from app.repositories.deliveries import DELIVERIES_CHANNEL
 from app.workers.notifications import asyncpg_dsn
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, assert_problem, auth
 
-PROBLEM = "application/problem+json"
 DELIVERY_KEYS = {
     "id",
     "integration",
@@ -46,14 +45,6 @@ DELIVERY_KEYS = {
 }
 NOW = datetime.now(UTC)
 TOMORROW = NOW + timedelta(days=1)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 @dataclass(frozen=True)
@@ -268,7 +259,7 @@ async def test_invalid_queries(
     client: httpx.AsyncClient, admin_key: str, params: dict[str, Any], loc: list[str]
 ) -> None:
     response = await client.get("/v1/deliveries", params=params, headers=auth(admin_key))
-    assert [error["loc"] for error in problem(response, 422)["errors"]] == [loc]
+    assert [error["loc"] for error in assert_problem(response, 422)["errors"]] == [loc]
 
 
 async def test_pagination(client: httpx.AsyncClient, admin_key: str, state: AppState) -> None:
@@ -335,8 +326,8 @@ async def test_one_delivery_with_its_attempts(
     empty = await client.get(f"/v1/deliveries/{other}", headers=auth(admin_key))
     assert empty.json()["attempts_log"] == []
 
-    problem(await client.get("/v1/deliveries/999999", headers=auth(admin_key)), 404)
-    problem(await client.get("/v1/deliveries/abc", headers=auth(admin_key)), 404)
+    assert_problem(await client.get("/v1/deliveries/999999", headers=auth(admin_key)), 404)
+    assert_problem(await client.get("/v1/deliveries/abc", headers=auth(admin_key)), 404)
 
 
 # --- retry ------------------------------------------------------------------------------
@@ -403,7 +394,7 @@ async def test_only_dead_deliveries_can_be_retried(
     ):
         delivery_id = seeded.delivery_ids[label]
         response = await client.post(f"/v1/deliveries/{delivery_id}/retry", headers=auth(admin_key))
-        body = problem(response, 409)
+        body = assert_problem(response, 409)
         assert body["type"] == "/problems/conflict"
         assert status in body["detail"]
     async with state.sessionmaker() as session:
@@ -411,7 +402,7 @@ async def test_only_dead_deliveries_can_be_retried(
         statuses = {delivery_id: status for delivery_id, status in result}
     assert statuses[seeded.delivery_ids["alpha-created"]] == DeliveryStatus.PENDING
     assert statuses[seeded.delivery_ids["beta-created-delivered"]] == DeliveryStatus.DELIVERED
-    problem(await client.post("/v1/deliveries/999999/retry", headers=auth(admin_key)), 404)
+    assert_problem(await client.post("/v1/deliveries/999999/retry", headers=auth(admin_key)), 404)
     # refused retries roll back: nobody is woken
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(notifications.get(), timeout=0.3)
@@ -432,13 +423,13 @@ async def test_auth(
     ]
     for method, path in requests:
         response = await client.request(method, path)
-        problem(response, 401)
+        assert_problem(response, 401)
         assert response.headers["www-authenticate"].startswith("Bearer")
     everything_but_admin = await make_key(*(scope for scope in Scope if scope is not Scope.ADMIN))
     restricted_admin = await make_key(Scope.ADMIN, locations=["store-berlin-01"])
     for key in (everything_but_admin, restricted_admin):
         for method, path in requests:
             response = await client.request(method, path, headers=auth(key))
-            assert problem(response, 403)["type"] == "/problems/forbidden", (method, path)
+            assert assert_problem(response, 403)["type"] == "/problems/forbidden", (method, path)
     still_dead = await client.get(f"/v1/deliveries/{dead}", headers=auth(admin_key))
     assert still_dead.json()["status"] == "dead"

@@ -27,7 +27,7 @@ from app.integrations import signing
 from app.main import create_app
 from app.models.closed_loop import DeliveryRow, IntegrationRow
 from app.models.enums import DeliveryStatus, Scope
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, assert_problem, auth
 from tests.fixtures.vendors import (  # noqa: F401 (fixtures)
     ZENDESK_API_TOKEN,
     ZENDESK_EMAIL,
@@ -36,7 +36,6 @@ from tests.fixtures.vendors import (  # noqa: F401 (fixtures)
     vendor_server_session_fixture,
 )
 
-PROBLEM = "application/problem+json"
 PUBLIC_HOST = "https://93.184.215.14"  # a public literal address: the guard accepts it
 ZENDESK_TOKEN = "zd-secret-token-4f9a1c"
 OUT_KEYS = {
@@ -54,16 +53,8 @@ TICKET_EVENTS = ["ticket.created", "ticket.updated", "ticket.resolved"]
 ALL_EVENTS = ["feedback.received", *TICKET_EVENTS]
 
 
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
 def error_locs(response: httpx.Response) -> list[list[str | int]]:
-    return [error["loc"] for error in problem(response, 422)["errors"]]
+    return [error["loc"] for error in assert_problem(response, 422)["errors"]]
 
 
 def zendesk_body(name: str = "zendesk-eu", **overrides: Any) -> dict[str, Any]:
@@ -231,7 +222,7 @@ async def test_duplicate_name_is_409(client: httpx.AsyncClient, admin_key: str) 
         json={"name": "zendesk-eu", "kind": "webhook", "config": {"url": PUBLIC_HOST}},
         headers=auth(admin_key),
     )
-    body = problem(again, 409)
+    body = assert_problem(again, 409)
     assert body["type"] == "/problems/conflict"
     assert "zendesk-eu" in body["detail"]
 
@@ -282,7 +273,7 @@ async def test_unsupported_events_are_named(client: httpx.AsyncClient, admin_key
         json=zendesk_body(events=["ticket.created", "feedback.received"]),
         headers=auth(admin_key),
     )
-    [error] = problem(response, 422)["errors"]
+    [error] = assert_problem(response, 422)["errors"]
     assert error["type"] == "unsupported_event"
     assert "feedback.received" in error["msg"]
     assert "ticket.created" in error["msg"]  # the supported ones are listed
@@ -361,7 +352,7 @@ async def test_private_targets_are_refused(
         json={"name": "target", "kind": kind, "config": config, "secrets": secrets},
         headers=auth(admin_key),
     )
-    [error] = problem(response, 422)["errors"]
+    [error] = assert_problem(response, 422)["errors"]
     assert error["loc"] == ["config", field]
     assert error["type"] == "unsafe_target"
     assert "FEEDBACK_ALLOW_PRIVATE_TARGETS" in error["msg"]
@@ -401,8 +392,8 @@ async def test_unknown_and_malformed_names(client: httpx.AsyncClient, admin_key:
         missing = await client.request(
             method, "/v1/integrations/nothing", json=body, headers=auth(admin_key)
         )
-        assert problem(missing, 404)["type"] == "/problems/not-found"
-    problem(await client.post("/v1/integrations/nothing/test", headers=auth(admin_key)), 404)
+        assert assert_problem(missing, 404)["type"] == "/problems/not-found"
+    assert_problem(await client.post("/v1/integrations/nothing/test", headers=auth(admin_key)), 404)
     malformed = await client.get("/v1/integrations/Not_Valid", headers=auth(admin_key))
     assert error_locs(malformed) == [["path", "name"]]
 
@@ -551,7 +542,7 @@ async def test_delete_removes_its_deliveries(
     response = await client.delete("/v1/integrations/zendesk-eu", headers=auth(admin_key))
     assert response.status_code == 204
     assert response.content == b""
-    problem(await client.get("/v1/integrations/zendesk-eu", headers=auth(admin_key)), 404)
+    assert_problem(await client.get("/v1/integrations/zendesk-eu", headers=auth(admin_key)), 404)
     async with state.sessionmaker() as session:
         count = await session.scalar(select(func.count()).select_from(DeliveryRow))
     assert count == 0
@@ -570,7 +561,7 @@ async def test_delete_is_refused_while_a_rule_targets_it(
     )
     assert rule.status_code == 201, rule.text
     refused = await client.delete("/v1/integrations/zendesk-eu", headers=auth(admin_key))
-    body = problem(refused, 409)
+    body = assert_problem(refused, 409)
     assert "To Zendesk" in body["detail"]
     rule_id = rule.json()["id"]
     assert (await client.delete(f"/v1/rules/{rule_id}", headers=auth(admin_key))).status_code == 204
@@ -749,13 +740,13 @@ async def test_auth(client: httpx.AsyncClient, make_key: KeyFactory, admin_key: 
     ]
     for method, path, body in requests:
         response = await client.request(method, path, json=body)
-        problem(response, 401)
+        assert_problem(response, 401)
         assert response.headers["www-authenticate"].startswith("Bearer")
     everything_but_admin = await make_key(*(scope for scope in Scope if scope is not Scope.ADMIN))
     restricted_admin = await make_key(Scope.ADMIN, locations=["store-berlin-01"])
     for key in (everything_but_admin, restricted_admin):
         for method, path, body in requests:
             response = await client.request(method, path, json=body, headers=auth(key))
-            assert problem(response, 403)["type"] == "/problems/forbidden", (method, path)
+            assert assert_problem(response, 403)["type"] == "/problems/forbidden", (method, path)
     listed = (await client.get("/v1/integrations", headers=auth(admin_key))).json()["items"]
     assert [(item["name"], item["enabled"]) for item in listed] == [("zendesk-eu", True)]

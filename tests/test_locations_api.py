@@ -11,18 +11,9 @@ import pytest
 
 from app.models.enums import Scope
 from app.schemas.locations import EXAMPLE_LOCATION
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, assert_problem, auth
 
-PROBLEM = "application/problem+json"
 LOCATION_KEYS = {"location_id", "name", "owner", "team", "region", "created_at", "updated_at"}
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 async def put(client: httpx.AsyncClient, key: str, location_id: str, **body: Any) -> httpx.Response:
@@ -81,7 +72,7 @@ async def test_list_is_ordered_and_paginated(
     assert seen == sorted(ids)
 
     bad = await client.get("/v1/locations", params={"cursor": "WzFd"}, headers=auth(reader))
-    assert problem(bad, 422)["errors"][0]["loc"] == ["query", "cursor"]
+    assert assert_problem(bad, 422)["errors"][0]["loc"] == ["query", "cursor"]
 
 
 async def test_restricted_keys_see_and_change_only_their_locations(
@@ -98,23 +89,25 @@ async def test_restricted_keys_see_and_change_only_their_locations(
     own = await client.get("/v1/locations/store-berlin-01", headers=auth(berlin_reader))
     assert own.status_code == 200
     other = await client.get("/v1/locations/store-paris-01", headers=auth(berlin_reader))
-    assert problem(other, 403)["type"] == "/problems/forbidden"
+    assert assert_problem(other, 403)["type"] == "/problems/forbidden"
     # within its list but not stored: 404
-    problem(await client.get("/v1/locations/store-nowhere", headers=auth(berlin_reader)), 404)
+    assert_problem(
+        await client.get("/v1/locations/store-nowhere", headers=auth(berlin_reader)), 404
+    )
 
     berlin_admin = await make_key(Scope.ADMIN, locations=["store-berlin-01"])
     assert (await put(client, berlin_admin, "store-berlin-01", owner="ana")).status_code == 200
     refused = await put(client, berlin_admin, "store-paris-01", owner="mallory")
-    problem(refused, 403)
-    problem(await put(client, berlin_admin, "store-new", owner="mallory"), 403)
+    assert_problem(refused, 403)
+    assert_problem(await put(client, berlin_admin, "store-new", owner="mallory"), 403)
     paris = (await client.get("/v1/locations/store-paris-01", headers=auth(admin_key))).json()
     assert paris["owner"] is None
     absent = await client.get("/v1/locations/store-new", headers=auth(admin_key))
-    problem(absent, 404)
+    assert_problem(absent, 404)
 
 
 async def test_unknown_location_is_404(client: httpx.AsyncClient, admin_key: str) -> None:
-    body = problem(await client.get("/v1/locations/nowhere", headers=auth(admin_key)), 404)
+    body = assert_problem(await client.get("/v1/locations/nowhere", headers=auth(admin_key)), 404)
     assert body["type"] == "/problems/not-found"
 
 
@@ -133,7 +126,7 @@ async def test_invalid_bodies(
     client: httpx.AsyncClient, admin_key: str, body: dict[str, Any], loc: list[str]
 ) -> None:
     response = await put(client, admin_key, "store-1", **body)
-    assert [error["loc"] for error in problem(response, 422)["errors"]] == [loc]
+    assert [error["loc"] for error in assert_problem(response, 422)["errors"]] == [loc]
 
 
 @pytest.mark.parametrize("location_id", ["x" * 65, "%20%20", "a%00b"])
@@ -144,17 +137,17 @@ async def test_invalid_location_ids(
         await put(client, admin_key, location_id, name="n"),
         await client.get(f"/v1/locations/{location_id}", headers=auth(admin_key)),
     ):
-        assert [error["loc"] for error in problem(response, 422)["errors"]] == [
+        assert [error["loc"] for error in assert_problem(response, 422)["errors"]] == [
             ["path", "location_id"]
         ]
 
 
 async def test_scopes(client: httpx.AsyncClient, make_key: KeyFactory) -> None:
-    problem(await client.get("/v1/locations"), 401)
-    problem(await client.put("/v1/locations/x", json={}), 401)
+    assert_problem(await client.get("/v1/locations"), 401)
+    assert_problem(await client.put("/v1/locations/x", json={}), 401)
     feedback_reader = await make_key(Scope.FEEDBACK_READ, Scope.METRICS_READ)
-    problem(await client.get("/v1/locations", headers=auth(feedback_reader)), 403)
-    problem(await client.get("/v1/locations/x", headers=auth(feedback_reader)), 403)
+    assert_problem(await client.get("/v1/locations", headers=auth(feedback_reader)), 403)
+    assert_problem(await client.get("/v1/locations/x", headers=auth(feedback_reader)), 403)
     ticket_worker = await make_key(Scope.TICKETS_READ, Scope.TICKETS_WRITE)
-    problem(await put(client, ticket_worker, "x", name="n"), 403)
+    assert_problem(await put(client, ticket_worker, "x", name="n"), 403)
     assert (await client.get("/v1/locations", headers=auth(ticket_worker))).status_code == 200

@@ -15,9 +15,8 @@ from app.dependencies import AppState
 from app.models.closed_loop import IntegrationRow, RuleRow
 from app.models.enums import Scope
 from app.schemas.rules import EXAMPLE_RULE
-from tests.conftest import KeyFactory, auth
+from tests.conftest import KeyFactory, assert_problem, auth
 
-PROBLEM = "application/problem+json"
 RULE_KEYS = {
     "id",
     "name",
@@ -48,16 +47,8 @@ DEFAULT_ACTION: dict[str, Any] = {
 }
 
 
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
-
-
 def error_locs(response: httpx.Response) -> list[list[str | int]]:
-    return [error["loc"] for error in problem(response, 422)["errors"]]
+    return [error["loc"] for error in assert_problem(response, 422)["errors"]]
 
 
 async def add_integration(state: AppState, name: str) -> None:
@@ -218,7 +209,7 @@ async def test_unknown_targets_are_named(
     body = copy.deepcopy(EXAMPLE_RULE)
     body["action"]["targets"] = ["zendesk-eu", "hubspot-x", "zendesk-eu", "crm-y"]
     response = await client.post("/v1/rules", json=body, headers=auth(admin_key))
-    problem_body = problem(response, 422)
+    problem_body = assert_problem(response, 422)
     assert "crm-y" in problem_body["detail"]
     assert "hubspot-x" in problem_body["detail"]
     assert [e["loc"] for e in problem_body["errors"]] == [
@@ -322,18 +313,18 @@ async def test_delete_then_404(client: httpx.AsyncClient, admin_key: str) -> Non
     assert deleted.content == b""
     for method in ("GET", "DELETE"):
         response = await client.request(method, f"/v1/rules/{rule_id}", headers=auth(admin_key))
-        assert problem(response, 404)["type"] == "/problems/not-found"
+        assert assert_problem(response, 404)["type"] == "/problems/not-found"
     put = await client.put(
         f"/v1/rules/{rule_id}", json={"name": "x", "position": 1}, headers=auth(admin_key)
     )
-    problem(put, 404)
+    assert_problem(put, 404)
     remaining = (await client.get("/v1/rules", headers=auth(admin_key))).json()["items"]
     assert [r["name"] for r in remaining] == ["Strong detractors", "Poor scores"]
 
 
 async def test_unknown_and_malformed_ids(client: httpx.AsyncClient, admin_key: str) -> None:
-    problem(await client.get("/v1/rules/999999", headers=auth(admin_key)), 404)
-    problem(await client.get("/v1/rules/abc", headers=auth(admin_key)), 404)
+    assert_problem(await client.get("/v1/rules/999999", headers=auth(admin_key)), 404)
+    assert_problem(await client.get("/v1/rules/abc", headers=auth(admin_key)), 404)
     response = await client.get(f"/v1/rules/{2**63}", headers=auth(admin_key))
     assert error_locs(response) == [["path", "rule_id"]]
 
@@ -343,7 +334,7 @@ async def test_unknown_and_malformed_ids(client: httpx.AsyncClient, admin_key: s
 
 async def test_auth(client: httpx.AsyncClient, make_key: KeyFactory) -> None:
     no_key = await client.get("/v1/rules")
-    problem(no_key, 401)
+    assert_problem(no_key, 401)
     assert no_key.headers["www-authenticate"].startswith("Bearer")
 
     reader = await make_key(Scope.FEEDBACK_READ, Scope.TICKETS_READ, Scope.TICKETS_WRITE)
@@ -360,8 +351,8 @@ async def test_auth(client: httpx.AsyncClient, make_key: KeyFactory) -> None:
     for key in (reader, restricted_admin):
         for method, path, body in requests:
             response = await client.request(method, path, json=body, headers=auth(key))
-            assert problem(response, 403)["type"] == "/problems/forbidden", (method, path)
-    detail = problem(await client.get("/v1/rules", headers=auth(restricted_admin)), 403)
+            assert assert_problem(response, 403)["type"] == "/problems/forbidden", (method, path)
+    detail = assert_problem(await client.get("/v1/rules", headers=auth(restricted_admin)), 403)
     assert "global configuration" in detail["detail"]
     # nothing changed
     listed = (await client.get("/v1/rules", headers=auth(admin))).json()["items"]
