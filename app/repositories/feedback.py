@@ -92,8 +92,15 @@ _INSERT_SQL = f"""
     ON CONFLICT (event_id) DO NOTHING
     RETURNING id, event_id
 """
+# One index lookup per event_id, whatever plan the connection cached while the table
+# was small (see metrics_repo.add_to_daily_rollup).
 _FIND_BY_EVENT_IDS_SQL = """
-    SELECT event_id, id, content_hash, ticket_id FROM feedback WHERE event_id = ANY($1::varchar[])
+    SELECT f.event_id, f.id, f.content_hash, f.ticket_id
+    FROM unnest($1::varchar[]) AS wanted(event_id)
+    CROSS JOIN LATERAL (
+        SELECT event_id, id, content_hash, ticket_id FROM feedback
+        WHERE feedback.event_id = wanted.event_id LIMIT 1
+    ) AS f
 """
 
 

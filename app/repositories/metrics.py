@@ -65,8 +65,8 @@ _ADD_TO_ROLLUP_SQL = f"""
     INSERT INTO feedback_daily_rollup AS r (day, location_id, channel, {", ".join(SUM_COLUMNS)})
     SELECT {_UTC_DAY}, coalesce(f.location_id, '{NO_LOCATION}'), f.channel,
            {", ".join(expression for _, expression in FEEDBACK_SUMS)}
-    FROM feedback f
-    WHERE f.id = ANY($1::bigint[])
+    FROM unnest($1::bigint[]) AS stored(id)
+    CROSS JOIN LATERAL (SELECT * FROM feedback WHERE feedback.id = stored.id LIMIT 1) AS f
     GROUP BY 1, 2, 3
     ORDER BY 1, 2, 3
     ON CONFLICT (day, location_id, channel) DO UPDATE SET
@@ -79,6 +79,11 @@ async def add_to_daily_rollup(connection: DriverConnection, feedback_ids: Sequen
 
     Rows are upserted in key order (concurrent transactions lock alike, no deadlock);
     the ingest pipeline calls this last, so the rows stay locked only until commit.
+
+    The new rows are read one index lookup per id (``LATERAL ... LIMIT 1``) rather than
+    with ``id = ANY($1)``: a connection's cached plan for the latter, made while the
+    table was small (a new database, the first minute of ingest), is a sequential scan,
+    kept as the table grows: 1.7 ms a single-event group at 20,000 rows, and growing.
     """
     if feedback_ids:
         await connection.execute(_ADD_TO_ROLLUP_SQL, list(feedback_ids))
