@@ -1,16 +1,17 @@
 """Language and sentiment of ingest groups, in worker processes beside the event loop.
 
-Text analysis (``services.enrichment``) costs about 50 µs of CPU per event with text,
-in pure Python under the GIL. On the event loop that is a sixth of a single event's
-time, and a 500-event batch would hold the loop for about 25 ms while every other
-request, and the database, waited. Worker processes analyse the groups on another core
+Text analysis (``services.enrichment``) costs about 20-25 µs of CPU per event with
+text, mostly in Python under the GIL (it was 50 before the English scorer was
+rewritten). On the event loop that is a tenth of a single event's time, and a 500-event
+batch would hold the loop for about 12 ms while every other request, and the database,
+waited. Worker processes analyse the groups on another core
 instead, while the loop goes on validating, answering and talking to PostgreSQL.
 
 Each worker is a child process (``python -m app.workers.text_analysis``) that reads
 length-prefixed JSON frames on its stdin and answers each with one frame on its stdout,
 in order. The event loop writes and reads those pipes itself: no executor threads
 competing for the GIL and no pickling, so a hand-over costs the loop about 6 µs per
-event in a group of 20, an eighth of analysing it; only for a lone event (a quiet
+event in a group of 20, a quarter of analysing it; only for a lone event (a quiet
 service, where it does not matter) does it cost about as much as analysing.
 (``concurrent.futures``' process pool was used before: its management and feeder
 threads cost the loop about as much as analysing ten texts, so only large groups
