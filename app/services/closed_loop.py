@@ -102,16 +102,16 @@ async def plan_tickets(
             plan.rule_of_event[event.event_id] = rule
     if not pending:
         return plan
+    # Each round opens a ticket per customer (and per anonymous event) first: the insert
+    # skips any customer who already has an open ticket (a unique index), so the open
+    # tickets are looked up, and locked, only for those. Most poor feedback comes from
+    # customers without an open ticket: one statement for them, not two.
     for _round in range(MAX_TICKET_ROUNDS):
-        customer_ids = [e.customer.id for e, _ in pending if e.customer and e.customer.id]
-        open_ticket = await tickets_repo.lock_open_tickets(connection, customer_ids)
         by_customer: dict[str, list[tuple[FeedbackEventIn, CompiledRule]]] = {}
         groups: list[list[tuple[FeedbackEventIn, CompiledRule]]] = []
         for event, rule in pending:
             customer_id = event.customer.id if event.customer else None
-            if customer_id is not None and customer_id in open_ticket:
-                plan.ticket_of_event[event.event_id] = open_ticket[customer_id]
-            elif customer_id is None:
+            if customer_id is None:
                 groups.append([(event, rule)])
             elif customer_id in by_customer:
                 by_customer[customer_id].append((event, rule))
@@ -121,14 +121,26 @@ async def plan_tickets(
         ids = await tickets_repo.insert_open_tickets(
             connection, [_new_ticket(*group[0], owners, integration_ids) for group in groups]
         )
-        pending = []
+        already_open: list[tuple[FeedbackEventIn, CompiledRule]] = []
         for ticket_id, group in zip(ids, groups, strict=True):
             if ticket_id is not None:
                 plan.new_tickets.add(ticket_id)
                 for event, _ in group:
                     plan.ticket_of_event[event.event_id] = ticket_id
-            else:  # a concurrent transaction opened this customer's ticket first
-                pending.extend(group)
+            else:  # the customer has an open ticket (or a concurrent transaction opened it)
+                already_open.extend(group)
+        if not already_open:
+            break
+        open_ticket = await tickets_repo.lock_open_tickets(
+            connection, [e.customer.id for e, _ in already_open if e.customer and e.customer.id]
+        )
+        pending = []
+        for event, rule in already_open:
+            customer_id = event.customer.id if event.customer else None
+            if customer_id is not None and customer_id in open_ticket:
+                plan.ticket_of_event[event.event_id] = open_ticket[customer_id]
+            else:  # resolved since the insert: the next round opens a new one
+                pending.append((event, rule))
         # Each round settles the races it saw; events still pending after the last one
         # (not seen in practice) stay without a ticket rather than failing the ingest.
         if not pending:
