@@ -1,5 +1,5 @@
-"""Ingest statements that look stored feedback up by a list of keys use the index even
-with the plan a connection cached while the table was small.
+"""Statements of the ingest transaction that look stored feedback up by a list of keys
+use the index even with the plan a connection cached while the table was small.
 
 PostgreSQL plans a prepared statement (asyncpg prepares every statement) five times
 for its parameters, then may keep one generic plan for the connection's lifetime. Made
@@ -60,8 +60,9 @@ _EVENT_IDS = ("ARRAY['e-1', 'e-2']::varchar[]", "ARRAY['e-29990', 'e-30000']::va
     [
         (metrics_repo._ADD_TO_ROLLUP_SQL, "bigint[]", _IDS),
         (feedback_repo._FIND_BY_EVENT_IDS_SQL, "varchar[]", _EVENT_IDS),
+        (feedback_repo._ROWS_BY_IDS_SQL, "bigint[]", _IDS),
     ],
-    ids=["daily rollup", "stored events by event_id"],
+    ids=["daily rollup", "stored events by event_id", "stored rows for delivery payloads"],
 )
 async def test_a_plan_cached_on_a_small_table_still_uses_the_index(
     state: AppState, statement: str, parameter_type: str, arguments: tuple[str, str]

@@ -223,12 +223,16 @@ async def get(
 _COLUMN_ATTRIBUTES = {
     column.name: attribute for attribute, column in FeedbackRow.__mapper__.columns.items()
 }
+# One index lookup per id (see _FIND_BY_EVENT_IDS_SQL); ids are passed sorted and unique.
 _ROWS_BY_IDS_SQL = (
     "SELECT "
     + ", ".join(
-        f"{name}::text AS {name}" if name == "metadata" else name for name in _COLUMN_ATTRIBUTES
+        f"f.{name}::text AS {name}" if name == "metadata" else f"f.{name}"
+        for name in _COLUMN_ATTRIBUTES
     )
-    + " FROM feedback WHERE id = ANY($1::bigint[]) ORDER BY id"
+    + " FROM unnest($1::bigint[]) AS wanted(id)"
+    " CROSS JOIN LATERAL (SELECT * FROM feedback WHERE feedback.id = wanted.id LIMIT 1) AS f"
+    " ORDER BY f.id"
 )
 
 
