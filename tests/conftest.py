@@ -125,6 +125,12 @@ def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def scans_of(plan: dict[str, Any], table: str) -> list[dict[str, Any]]:
+    """The nodes of an EXPLAIN (FORMAT JSON) plan that read ``table``."""
+    own = [plan] if plan.get("Relation Name") == table else []
+    return own + [scan for child in plan.get("Plans", []) for scan in scans_of(child, table)]
+
+
 PROBLEM = "application/problem+json"
 
 

@@ -28,7 +28,7 @@ from app.models.enums import Scope, ScoreMetric, TicketPriority
 from app.repositories import tickets as tickets_repo
 from app.schemas.feedback import FeedbackEventIn
 from app.services.rule_matching import CompiledRule, compile_rule, first_match, is_poor
-from tests.conftest import KeyFactory, auth, make_event
+from tests.conftest import KeyFactory, auth, make_event, scans_of
 
 PUBLIC_HOST = "https://93.184.215.14"  # a public address literal: no DNS, never contacted
 
@@ -676,11 +676,6 @@ async def test_a_non_qualifying_event_of_the_customer_is_not_attached(
     assert ticket["feedback_ids"] == [first["id"]]
 
 
-def _scans_of(plan: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    own = [plan] if plan.get("Relation Name") == table else []
-    return own + [scan for child in plan.get("Plans", []) for scan in _scans_of(child, table)]
-
-
 async def test_the_open_ticket_lookup_reads_tickets_customer_by_customer(
     state: AppState,
 ) -> None:
@@ -705,7 +700,7 @@ async def test_the_open_ticket_lookup_reads_tickets_customer_by_customer(
             plan = await connection.fetchval(
                 "EXPLAIN (FORMAT JSON) " + tickets_repo.LOCK_OPEN_TICKETS_SQL, customers
             )
-            scans = _scans_of(plan[0]["Plan"], "tickets")  # json: decoded by the pool
+            scans = scans_of(plan[0]["Plan"], "tickets")  # json: decoded by the pool
             assert scans, statistics
             for scan in scans:
                 assert scan["Node Type"] in ("Index Scan", "Index Only Scan"), (statistics, scan)

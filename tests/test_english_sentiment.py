@@ -1,7 +1,8 @@
 """``EnglishSentiment`` answers as VADER itself, text for text (no database needed).
 
-VADER's module is loaded afresh for each comparison (``_pristine_vader``), so nothing
-the service sets up can leak into the reference. The texts: VADER's lexicon word by
+The reference is a fresh copy of VADER's module (``_pristine_vader``): ours shares the
+dictionaries and helpers of the imported one, so a change to them could not make the
+two disagree. The texts: VADER's lexicon word by
 word, the labelled review set, sentences built around each of VADER's rules, and
 generated sentences mixing all of its special words with capitals, punctuation,
 emoticons, emojis and odd whitespace.

@@ -17,6 +17,7 @@ import pytest
 from app.dependencies import AppState
 from app.repositories import feedback as feedback_repo
 from app.repositories import metrics as metrics_repo
+from tests.conftest import scans_of
 
 _FILL = """
     INSERT INTO feedback (event_id, content_hash, occurred_at, ingested_via, channel,
@@ -26,11 +27,6 @@ _FILL = """
 """
 # The form both statements had before: what the test would catch.
 _BY_ID_ANY = "SELECT id FROM feedback WHERE id = ANY($1::bigint[])"
-
-
-def _scans_of(plan: dict[str, Any], table: str) -> list[dict[str, Any]]:
-    own = [plan] if plan.get("Relation Name") == table else []
-    return own + [scan for child in plan.get("Plans", []) for scan in _scans_of(child, table)]
 
 
 async def _scans(
@@ -48,7 +44,7 @@ async def _scans(
             plan = await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE lookup({large})")
         finally:
             await connection.execute("DEALLOCATE lookup")
-    return _scans_of(plan[0]["Plan"], "feedback")
+    return scans_of(plan[0]["Plan"], "feedback")
 
 
 _IDS = ("ARRAY[1, 2, 3]::bigint[]", "ARRAY[29990, 29995, 30000]::bigint[]")

@@ -13,16 +13,14 @@ worker's ~50 per event.
 ``EnglishSentiment`` applies the same rules, in the same order and with the same
 floating-point operations, to words lowercased once, and skips work only where VADER's
 own checks cannot match (a text without emojis, an idiom no key starts with, a word
-that is not a booster). Lexicon, emoji descriptions, boosters, negations, idioms and
-constants are read from VADER's module. ``tests/test_english_sentiment.py`` holds every
-answer equal to VADER's own, over its lexicon, its labelled examples and tens of
-thousands of generated sentences built to reach each rule; run it after any upgrade of
-vaderSentiment.
+that is not a booster). Lexicon, emoji descriptions, boosters, negations, idioms,
+constants and the helpers that cost nothing extra are VADER's own.
+``tests/test_english_sentiment.py`` holds every answer equal to VADER's own, over its
+lexicon, its labelled examples and tens of thousands of generated sentences built to
+reach each rule; run it after any upgrade of vaderSentiment.
 """
 
 from __future__ import annotations
-
-import string
 
 from vaderSentiment import vaderSentiment as vader  # noqa: N813 (the module, not a class)
 
@@ -37,26 +35,15 @@ _NGRAM_FIRST_WORDS = frozenset(key.split(" ", 1)[0] for key in (*_IDIOMS, *_BOOS
 _SO_OR_THIS = ("so", "this")
 _AT_OR_VERY = ("at", "very")
 _OR_NOR = ("or", "nor")
+# VADER's own helpers where they cost nothing extra: a token that is (nearly) all
+# punctuation is an emoticon such as ":)" and kept whole; "!" and "?" amplify the sum.
+_strip_punctuation = vader.SentiText._strip_punc_if_word
 
 
 def _negates(lowered_word: str) -> bool:
     # VADER's negated([word]): it lowercases its input once more, so do we.
     word = lowered_word.lower()
     return word in _NEGATIONS or "n't" in word
-
-
-def _strip_punctuation(token: str) -> str:
-    # A token that is (nearly) all punctuation is an emoticon such as ":)": kept whole.
-    stripped = token.strip(string.punctuation)
-    return token if len(stripped) <= 2 else stripped
-
-
-def _punctuation_emphasis(text: str) -> float:
-    exclamations = min(text.count("!"), 4) * 0.292
-    questions = text.count("?")
-    if questions <= 1:
-        return exclamations + 0
-    return exclamations + (questions * 0.18 if questions <= 3 else 0.96)
 
 
 def _negation_check(valence: float, lowered: list[str], start_i: int, i: int) -> float:
@@ -135,6 +122,7 @@ class EnglishSentiment:
 
     def __init__(self) -> None:
         analyzer = vader.SentimentIntensityAnalyzer()  # reads the lexicon files once
+        self._punctuation_emphasis = analyzer._punctuation_emphasis
         self._lexicon: dict[str, float] = analyzer.lexicon
         self._emojis: dict[str, str] = analyzer.emojis
         # VADER looks emojis up one character at a time: only one-character keys match.
@@ -226,7 +214,7 @@ class EnglishSentiment:
                 sentiments.append(self._lexicon_word_valence(words, lowered, i, some_capitals))
         _but_check(lowered, sentiments)
         total = float(sum(sentiments))
-        emphasis = _punctuation_emphasis(text)
+        emphasis = self._punctuation_emphasis(text)
         if total > 0:
             total += emphasis
         elif total < 0:
